@@ -1,0 +1,1 @@
+"""The mathematics of diffusion, with no I/O: processes, targets, weights, samplers."""

@@ -1,0 +1,45 @@
+"""Errors a user can cause. The CLI prints their message as one sentence, no traceback."""
+
+
+class DifftkError(Exception):
+    """Base of every error caused by input: a recipe, a path, a checkpoint, a plugin."""
+
+    exit_code = 1
+
+
+class RecipeError(DifftkError):
+    """A recipe that does not validate; carries one (path, message) pair per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "recipe"):
+        self.problems = problems
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
+                 for path, msg in self.problems]
+        return "\n".join(lines)
+
+
+class UnknownComponentError(DifftkError):
+    """A component name that no installed plugin provides."""
+
+    exit_code = 2
+
+
+class PluginError(DifftkError):
+    """A plugin that breaks the contract (duplicate name, wrong base class)."""
+
+
+class CheckpointError(DifftkError):
+    """A checkpoint that is missing, truncated or does not match the recipe."""
+
+
+class DataError(DifftkError):
+    """A data path that is missing or a file that is malformed."""
+
+
+class TrainingDivergedError(DifftkError):
+    """The loss or the gradients became non-finite."""

@@ -1,0 +1,1 @@
+"""Evaluation: sample figures and distribution distances."""

@@ -1,0 +1,118 @@
+"""Built-in prediction targets (seed 000 §2, seed 001 §2 and §8.1).
+
+Each target is T = a x0 + b eps with (a, b) a function of (alpha, sigma).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from difftk.diffusion.levels import LOG_SNR_MIN, Levels, broadcast
+from difftk.diffusion.target import Target
+from difftk.hookspecs import hookimpl
+
+# (a, b) with T = a x0 + b eps, for x_t = alpha x0 + sigma eps.
+COEFFICIENTS = {
+    "x0": lambda alpha, sigma: (torch.ones_like(alpha), torch.zeros_like(alpha)),
+    "eps": lambda alpha, sigma: (torch.zeros_like(alpha), torch.ones_like(alpha)),
+    # v = alpha eps - sigma x0 (Salimans & Ho 2022; seed 001 §2.3)
+    "v": lambda alpha, sigma: (-sigma, alpha),
+    # score of q(x_t | x0) = -eps / sigma (seed 001 §2.4)
+    "score": lambda alpha, sigma: (torch.zeros_like(alpha), -1.0 / sigma),
+}
+
+
+class _Plain(Target):
+    def coefficients(self, levels: Levels):
+        return COEFFICIENTS[self.name](levels.alpha, levels.sigma)
+
+
+class X0(_Plain):
+    """Predict the clean data x0 (seed 000 §2.1)."""
+
+    name = "x0"
+
+
+class Eps(_Plain):
+    """Predict the noise eps (Ho et al. 2020; seed 000 §2.2)."""
+
+    name = "eps"
+
+    def check(self, parts):
+        schedule = parts.get("schedule")
+        if schedule is not None and math.isinf(schedule.sigma_edm_range()[1]):
+            return [("name", "eps-prediction cannot recover x0 where the schedule reaches zero "
+                     "terminal SNR (alpha = 0 there, and x0 = (x_t - sigma eps) / alpha); "
+                     "use v or x0 prediction")]
+        return []
+
+
+class V(_Plain):
+    """Predict the velocity v = alpha eps - sigma x0 (Salimans & Ho 2022; seed 000 §2.3)."""
+
+    name = "v"
+
+
+class Score(_Plain):
+    """Predict the score -eps / sigma (Song et al. 2021; seed 000 §2.4)."""
+
+    name = "score"
+
+
+class EDMPrecond(Target):
+    """EDM preconditioning F = c_skip x + c_out f(c_in x, c_noise) of any target
+    (Karras et al. 2022; seed 001 §8.1).
+
+    All four coefficients follow one principle, applied to T = a x0 + b eps with
+    Var(x0) = sigma_data^2: c_skip x is the best linear estimate of T from x,
+    c_out^2 = Var(T - c_skip x) makes f's regression target unit-variance, and
+    c_in^2 = 1 / Var(x). For x0 this is the seed's first row; for eps and score it
+    reproduces the seed's rows too. For v the seed's row (c_skip = 0, c_out = 1) does not
+    follow the principle; we use the principle.
+    """
+
+    name = "edm"
+    sigma_data: float | Literal["data"] = Field(
+        "data", description='std of the data; "data" measures it on the training set')
+    predict: Literal["x0", "eps", "v", "score"] = Field(
+        "x0", description="the target F estimates")
+
+    def _sd(self) -> float:
+        if self.sigma_data == "data":
+            raise RuntimeError("sigma_data must be resolved before use")
+        return float(self.sigma_data)
+
+    def coefficients(self, levels):
+        return COEFFICIENTS[self.predict](levels.alpha, levels.sigma)
+
+    def scalings(self, levels: Levels):
+        """(c_skip, c_out, c_in, c_noise) in x_t coordinates, each [B], in float64."""
+        alpha, sigma = levels.alpha.double(), levels.sigma.double()
+        a, b = (c.double() for c in COEFFICIENTS[self.predict](alpha, sigma))
+        sd2 = self._sd() ** 2
+        var_x = alpha**2 * sd2 + sigma**2
+        c_skip = (a * alpha * sd2 + b * sigma) / var_x
+        c_out = (a**2 * sd2 + b**2 - c_skip**2 * var_x).clamp(min=0).sqrt()
+        c_in = var_x.rsqrt()
+        # c_noise = ln(sigma_edm) / 4; at alpha = 0 logSNR is floored so it stays finite.
+        log_snr = (2 * (torch.log(alpha) - torch.log(sigma))).clamp(min=LOG_SNR_MIN)
+        c_noise = -0.125 * log_snr
+        return c_skip, c_out, c_in, c_noise
+
+    def net_input(self, x_t, levels, schedule):
+        _, _, c_in, c_noise = self.scalings(levels)
+        return broadcast(c_in, x_t) * x_t, c_noise.float()
+
+    def prediction(self, out, x_t, levels):
+        c_skip, c_out, _, _ = self.scalings(levels)
+        return broadcast(c_skip, x_t) * x_t + broadcast(c_out, out) * out
+
+
+@hookimpl
+def register_targets(register):
+    for cls in (X0, Eps, V, Score, EDMPrecond):
+        register(cls)

@@ -1,0 +1,235 @@
+"""Recipes: TOML in, validated components out, fully resolved TOML back.
+
+Each component section is ``{name = "...", ...params}`` validated against the
+component's own pydantic model; ``run``, ``train`` and ``log`` are plain settings.
+``--set a.b=v`` overrides any field before validation; setting a section's ``name``
+drops the parameters the file gave the old component (they belong to it) and says so.
+Every problem is reported with the recipe path of the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from difftk.errors import RecipeError, UnknownComponentError
+from difftk.families import BY_SECTION, FAMILIES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunSection(_Section):
+    """Where the run goes and how it is seeded."""
+
+    name: str = Field("run", min_length=1, description="run directory name under out_dir")
+    out_dir: str = Field("runs", description="parent directory of run directories")
+    seed: int = Field(0, description="seed of every random stream in the run")
+    device: str = Field("auto", description='"auto" (cuda if available), "cpu", "cuda", "cuda:1"')
+
+
+class TrainSection(_Section):
+    """The optimisation loop."""
+
+    steps: int = Field(1000, ge=1, description="optimizer steps in total")
+    batch_size: int = Field(128, ge=1, description="images per optimizer step")
+    lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
+    compile: bool = Field(False, description="torch.compile the network")
+
+
+class LogSection(_Section):
+    """What is written, and how often (in optimizer steps; 0 disables)."""
+
+    every: int = Field(100, ge=1, description="scalars to TensorBoard and the progress bar")
+    val_every: int = Field(500, ge=0, description="validation loss on the held-out split")
+    sample_every: int = Field(0, ge=0, description="sample grid (always at the end)")
+    checkpoint_every: int = Field(1000, ge=0, description="checkpoint (always at the end)")
+    keep_last: int = Field(3, ge=1, description="checkpoints kept on disk")
+    num_samples: int = Field(64, ge=1, description="samples in each grid")
+    tensorboard: bool = Field(True, description="write TensorBoard events")
+
+
+SETTINGS: dict[str, type[_Section]] = {"run": RunSection, "train": TrainSection,
+                                       "log": LogSection}
+COMPONENT_SECTIONS = [f.section for f in FAMILIES]
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: settings sections and one component per family."""
+
+    run: RunSection
+    train: TrainSection
+    log: LogSection
+    parts: dict[str, Any]  # section -> Component
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"run": self.run.model_dump(), "train": self.train.model_dump(),
+                               "log": self.log.model_dump()}
+        for section in COMPONENT_SECTIONS:
+            part = self.parts[section]
+            out[section] = {"name": part.name, **part.params()}
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def with_parts(self, **updates) -> Recipe:
+        return Recipe(self.run, self.train, self.log, {**self.parts, **updates})
+
+
+def parse_value(raw: str) -> Any:
+    """A --set value as TOML (numbers, booleans, lists, quoted strings); else a bare string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str],
+                    dropped: list[str] | None = None) -> list[tuple[str, str]]:
+    """Apply "section.key=value" overrides in place; return problems as (path, sentence)."""
+    problems: list[tuple[str, str]] = []
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or "." not in key:
+            problems.append(("", f'--set "{item}" is not of the form section.field=value'))
+            continue
+        parsed.append((key.split("."), parse_value(raw.strip())))
+    # Name changes first: they reset the section, later keys then fill it.
+    for path, value in sorted(parsed, key=lambda p: p[0][1:] != ["name"]):
+        section = path[0]
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append((section, "is not a section"))
+            continue
+        if path[1:] == ["name"] and section in BY_SECTION and target.get("name") != value:
+            old = [k for k in target if k != "name"]
+            if old and dropped is not None:
+                dropped.append(f"{section}: {', '.join(old)} (parameters of "
+                               f"{target.get('name')})")
+            target.clear()
+        for key in path[1:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return problems
+
+
+def _pydantic_message(err: dict, cls: type) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        field = str(err["loc"][-1])
+        accepted = list(cls.model_fields)
+        close = difflib.get_close_matches(field, accepted, n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        owner = getattr(cls, "name", "") or cls.__name__
+        return (f'{owner} has no parameter "{field}"{hint} '
+                f"(accepts: {', '.join(accepted) or 'none'})")
+    if kind == "missing":
+        return "is required"
+    text = msg[0].lower() + msg[1:] if msg else kind
+    text = text.replace("input should be", "must be")
+    if "input" in err and not isinstance(err["input"], dict):
+        text += f" (got {err['input']!r})"
+    return text
+
+
+def _errors(exc: ValidationError, prefix: str, cls: type) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        path = ".".join([prefix, *loc]) if loc else prefix
+        out.append((path, _pydantic_message(err, cls)))
+    return out
+
+
+def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
+    """Validate a parsed recipe dict; raise RecipeError listing every problem."""
+    problems: list[tuple[str, str]] = []
+    known = set(SETTINGS) | set(COMPONENT_SECTIONS)
+    for section in data:
+        if section not in known:
+            close = difflib.get_close_matches(section, sorted(known), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            problems.append((section, f"unknown section [{section}]{hint}"))
+    settings: dict[str, Any] = {}
+    for section, cls in SETTINGS.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            problems.append((section, "must be a table"))
+            continue
+        try:
+            settings[section] = cls.model_validate(raw)
+        except ValidationError as exc:
+            problems += _errors(exc, section, cls)
+    parts: dict[str, Any] = {}
+    for family in FAMILIES:
+        raw = data.get(family.section)
+        if raw is None:
+            if family.default is None:
+                problems.append((family.section, f"the recipe needs a [{family.section}] section "
+                                 f"naming a {family.noun}"))
+                continue
+            raw = {"name": family.default}
+        if not isinstance(raw, dict) or "name" not in raw:
+            problems.append((f"{family.section}.name", f"must name a {family.noun}"))
+            continue
+        try:
+            entry = registry.get(family.name, str(raw["name"]))
+        except UnknownComponentError as exc:
+            problems.append((f"{family.section}.name", str(exc)))
+            continue
+        params = {k: v for k, v in raw.items() if k != "name"}
+        try:
+            parts[family.section] = entry.cls.model_validate(params)
+        except ValidationError as exc:
+            problems += _errors(exc, family.section, entry.cls)
+    if not problems:
+        for section, part in parts.items():
+            for path, msg in part.check(parts):
+                problems.append((f"{section}.{path}" if path else section, msg))
+    if problems:
+        raise RecipeError(problems, source)
+    return Recipe(settings["run"], settings["train"], settings["log"], parts)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, registry=None,
+                warn=True) -> Recipe:
+    """Read, override and validate a recipe file."""
+    from difftk.registry import default_registry
+
+    registry = registry or default_registry()
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise RecipeError([("", "no such recipe file")], source)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError([("", f"is not valid TOML: {exc}")], source) from None
+    dropped: list[str] = []
+    problems = apply_overrides(data, list(overrides or []), dropped)
+    if problems:
+        raise RecipeError(problems, source)
+    if warn:
+        for line in dropped:
+            print(f"difftk: --set changed a name, so these were dropped: {line}", file=sys.stderr)
+    return validate(data, registry, source)
+
+
+def recipe_from_text(text: str, registry=None, source: str = "recipe") -> Recipe:
+    from difftk.registry import default_registry
+
+    return validate(tomllib.loads(text), registry or default_registry(), source)
+
+

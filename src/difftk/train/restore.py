@@ -1,0 +1,36 @@
+"""Rebuild a trained denoiser from a checkpoint directory (for sampling and evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from difftk.errors import CheckpointError
+from difftk.nn.architecture import DataSpec
+from difftk.recipe import Recipe, recipe_from_text
+from difftk.train.assemble import assemble
+from difftk.train.checkpoint import load_checkpoint
+
+
+@dataclass
+class Restored:
+    recipe: Recipe
+    denoiser: torch.nn.Module
+    spec: DataSpec
+    kind: str
+    step: int
+
+
+def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
+    ck = load_checkpoint(path)
+    recipe = recipe_from_text(ck.recipe_toml, source=str(ck.path / "recipe.toml"))
+    s = ck.state["spec"]
+    spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
+    asm = assemble(recipe, spec, device)
+    try:
+        asm.denoiser.load_state_dict(ck.tensors["ema" if use_ema else "model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ck.path}: weights do not fit the recorded model ({exc})") from None
+    asm.denoiser.eval()
+    return Restored(recipe, asm.denoiser, spec, ck.state.get("kind", "image"), ck.step)
