@@ -24,9 +24,9 @@ class Component(BaseModel):
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the docstring: what the component is and where it comes from."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """The docstring's first paragraph: what the component is and where it comes from."""
+        doc = (inspect.getdoc(cls) or "").strip()
+        return " ".join(doc.split("\n\n")[0].split())
 
     @classmethod
     def parameters(cls) -> list[dict[str, Any]]:

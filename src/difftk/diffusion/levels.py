@@ -6,8 +6,10 @@ Everything else (SNR, logSNR, EDM's sigma = sigma / alpha) is derived from the p
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 # logSNR floor used where a formula needs a finite EDM sigma at zero terminal SNR
@@ -56,3 +58,9 @@ class Levels:
 def broadcast(v: Tensor, like: Tensor) -> Tensor:
     """Shape a per-sample [B] tensor to broadcast against a batch like [B, ...]."""
     return v.reshape(v.shape[0], *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+# The data's standard deviation as a parameter: a positive number, or "data" to measure
+# it on the training set when the run starts (EDM's sigma_data, seed 001 §8.1.2).
+SigmaData = Annotated[float, Field(gt=0)] | Literal["data"]
+SIGMA_DATA_HELP = 'std of the data; "data" measures it on the training set'

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from difftk.diffusion.grids import karras_sigmas
-from difftk.diffusion.sampler import SampleResult, Sampler
+from difftk.diffusion.sampler import Sampler, SampleResult
 from difftk.hookspecs import hookimpl
 
 

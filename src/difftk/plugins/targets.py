@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from difftk.diffusion.levels import LOG_SNR_MIN, Levels, broadcast
+from difftk.diffusion.levels import LOG_SNR_MIN, SIGMA_DATA_HELP, Levels, SigmaData, broadcast
 from difftk.diffusion.target import Target
 from difftk.hookspecs import hookimpl
 
@@ -76,8 +76,7 @@ class EDMPrecond(Target):
     """
 
     name = "edm"
-    sigma_data: float | Literal["data"] = Field(
-        "data", description='std of the data; "data" measures it on the training set')
+    sigma_data: SigmaData = Field("data", description=SIGMA_DATA_HELP)
     predict: Literal["x0", "eps", "v", "score"] = Field(
         "x0", description="the target F estimates")
 

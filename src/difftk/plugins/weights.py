@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from difftk.diffusion.levels import SIGMA_DATA_HELP, SigmaData
 from difftk.diffusion.weighting import Weighting
 from difftk.hookspecs import hookimpl
 
@@ -41,8 +42,7 @@ class EDMWeight(Weighting):
     x0-MSE (Karras et al. 2022; seed 001 §8.3), with sigma^2 = 1 / SNR."""
 
     name = "edm"
-    sigma_data: float | Literal["data"] = Field(
-        "data", description='std of the data; "data" measures it on the training set')
+    sigma_data: SigmaData = Field("data", description=SIGMA_DATA_HELP)
     relative_to: Literal["target", "x0"] = Field(
         "x0", description='the MSE the formula weights: the trained target\'s or x0\'s')
 

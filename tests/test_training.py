@@ -1,0 +1,159 @@
+"""End to end: training beats baselines, resume is exact, runs leave what they promise."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from difftk.cli import app
+from difftk.errors import TrainingDivergedError
+from difftk.eval.distances import energy_distance, sliced_wasserstein
+from difftk.recipe import load_recipe
+from difftk.train.runtime import make_runtime
+from difftk.train.trainer import Trainer
+
+runner = CliRunner()
+
+
+def toy_recipe(root, tmp_path, name, *extra):
+    sets = [f"run.out_dir={str(tmp_path)!r}".replace("'", '"'), f'run.name="{name}"',
+            "log.val_every=0", *extra]
+    return load_recipe(root / "recipes/toy2d.toml", sets, warn=False)
+
+
+def test_toy2d_beats_untrained_model_and_gaussian_fit(root, tmp_path):
+    r = toy_recipe(root, tmp_path, "fit", "train.steps=800", "log.checkpoint_every=0",
+                   "log.num_samples=2000", "log.every=200")
+    trainer = Trainer(r, make_runtime("cpu"), progress=False)
+    untrained = trainer.draw_samples(2000, seed=1)
+    trainer.fit()
+    trained = trainer.draw_samples(2000, seed=1)
+    data = trainer.data.heldout[:2000]
+    train = trainer.data.train
+    mean, cov = train.mean(0), torch.cov(train.T)
+    gauss = torch.distributions.MultivariateNormal(mean, cov).sample((2000,))
+    for distance in (energy_distance, sliced_wasserstein):
+        d_trained = distance(trained, data)
+        assert d_trained < distance(gauss, data) / 2, distance.__name__
+        assert d_trained < distance(untrained, data) / 4, distance.__name__
+
+
+def _final_tensors(run_dir):
+    ck = run_dir / "checkpoints" / "latest"
+    return {name: load_file(str(ck / f"{name}.safetensors"))
+            for name in ("model", "ema", "optimizer")}
+
+
+def test_resume_is_bit_identical(root, tmp_path):
+    common = ["model.width=32", "train.batch_size=64", "log.every=5",
+              "log.checkpoint_every=10", "log.num_samples=8", "sampler.steps=2"]
+    whole = toy_recipe(root, tmp_path, "whole", "train.steps=20", *common)
+    Trainer(whole, make_runtime("cpu"), progress=False).fit()
+    first = toy_recipe(root, tmp_path, "split", "train.steps=10", *common)
+    Trainer(first, make_runtime("cpu"), progress=False).fit()
+    sets = []
+    for item in ["train.steps=20", *common, f'run.out_dir="{tmp_path}"', 'run.name="split"',
+                 "log.val_every=0"]:
+        sets += ["--set", item]
+    out = runner.invoke(app, ["train", str(root / "recipes/toy2d.toml"), "--resume",
+                              "--no-progress", *sets])
+    assert out.exit_code == 0, out.stderr
+    a, b = _final_tensors(tmp_path / "whole"), _final_tensors(tmp_path / "split")
+    for group in a:
+        assert a[group].keys() == b[group].keys()
+        for key in a[group]:
+            assert torch.equal(a[group][key], b[group][key]), (group, key)
+
+
+def test_existing_run_is_not_overwritten(root, tmp_path):
+    r = toy_recipe(root, tmp_path, "once", "train.steps=2", "model.width=16",
+                   "log.num_samples=8", "sampler.steps=2")
+    Trainer(r, make_runtime("cpu"), progress=False).fit()
+    with pytest.raises(Exception, match="already holds a run"):
+        Trainer(r, make_runtime("cpu"), progress=False)
+
+
+def test_nan_loss_stops_with_a_sentence_and_keeps_the_checkpoint(root, tmp_path):
+    r = toy_recipe(root, tmp_path, "nan", "train.steps=40", "model.width=16", "log.every=10",
+                   "log.checkpoint_every=10", "train.batch_size=32")
+    trainer = Trainer(r, make_runtime("cpu"), progress=False)
+    trainer.train_step(*trainer.batches.next())
+    trainer.step = 0
+    trainer.save()
+    trainer.train_x.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="non-finite between steps 1 and 10"):
+        trainer.fit()
+    weights = load_file(str(tmp_path / "nan/checkpoints/00000000/model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "difftk.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """recipes/edm.toml and recipes/ddpm.toml, shortened with --set, in real processes."""
+    from conftest import ROOT
+
+    out = tmp_path_factory.mktemp("runs")
+    short = ["train.steps=12", "log.every=4", "log.checkpoint_every=6", "log.val_every=6",
+             "log.sample_every=6", "log.num_samples=16", "model.channels=16",
+             f'run.out_dir="{out}"']
+    results = {}
+    for name, extra in (("edm", ["sampler.steps=4"]), ("ddpm", ["sampler.steps=20"])):
+        args = ["train", str(ROOT / f"recipes/{name}.toml"), "--no-progress"]
+        for s in short + extra:
+            args += ["--set", s]
+        results[name] = _cli(*args, cwd=out)
+    return out, results
+
+
+def test_edm_recipe_writes_checkpoints_events_and_grid(short_runs):
+    out, results = short_runs
+    assert results["edm"].returncode == 0, results["edm"].stderr
+    run = out / "edm"
+    assert (run / "recipe.toml").is_file()
+    assert "sigma_data = 0.7" in (run / "recipe.toml").read_text()  # measured on digits
+    steps = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == ["00000006", "00000012"]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "samples" / "final.png").is_file()
+    assert (run / "samples" / "step_00000006.png").is_file()
+
+
+@pytest.mark.parametrize("run, sampler", [("edm", "heun"), ("ddpm", "ddpm"), ("ddpm", "heun")])
+def test_sample_command_writes_png_and_npz(short_runs, run, sampler):
+    out, results = short_runs
+    assert results[run].returncode == 0, results[run].stderr
+    png = out / f"{run}-{sampler}.png"
+    res = _cli("sample", str(out / run / "checkpoints" / "latest"), "--sampler", sampler,
+               "--steps", "5", "-n", "9", "-o", str(png), cwd=out)
+    assert res.returncode == 0, res.stderr
+    assert png.stat().st_size > 100
+    npz = out / f"{run}-{sampler}.npz"
+    res = _cli("sample", str(out / run), "--sampler", sampler, "--steps", "5", "-n", "4",
+               "-o", str(npz), cwd=out)
+    assert res.returncode == 0, res.stderr
+    import numpy as np
+
+    assert np.load(npz)["samples"].shape == (4, 1, 8, 8)
+
+
+def test_truncated_checkpoint_is_one_sentence(short_runs, tmp_path):
+    import shutil
+
+    out, _ = short_runs
+    ck = tmp_path / "ck"
+    shutil.copytree(out / "edm" / "checkpoints" / "latest", ck)
+    model = ck / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:200])
+    res = _cli("sample", str(ck), "-n", "2", "-o", str(tmp_path / "x.png"), cwd=tmp_path)
+    assert res.returncode == 1
+    assert "damaged or truncated" in res.stderr and "Traceback" not in res.stderr
+    res = _cli("sample", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert res.returncode == 1 and "no such checkpoint" in res.stderr
