@@ -8,7 +8,7 @@ import torch
 from difftk.diffusion.levels import Levels
 from difftk.plugins.noise_sampling import LogNormal, UniformT
 from difftk.plugins.schedules import EDM, Linear
-from difftk.plugins.targets import V, X0, EDMPrecond, Eps, Score
+from difftk.plugins.targets import X0, EDMPrecond, Eps, Score, V
 from difftk.plugins.weights import EDMWeight, MinSNR, Uniform
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import BatchStream
 from difftk.errors import CheckpointError, DifftkError, TrainingDivergedError
 from difftk.eval.figures import sample_figure, save_png
@@ -198,6 +199,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "recipe.toml").write_text(r.to_toml())
             self.logger.text("recipe", "```\n" + r.to_toml() + "\n```")
+            if self.step == 0:
+                log_run_figures(r, self.logger)
         dev = self.device
         loss_sum = torch.zeros((), device=dev)
         bucket_sum = torch.zeros(BUCKETS, device=dev)
@@ -235,7 +238,7 @@ class Trainer:
                         t.zero_()
                     sigmas.clear()
                     n_in_window, t_window = 0, time.perf_counter()
-                if r.log.val_every and step % r.log.val_every == 0:
+                if r.log.val_every and (step % r.log.val_every == 0 or step == r.train.steps):
                     self.logger.scalar("loss/validation", self.validation_loss(), step)
                 if r.log.sample_every and step % r.log.sample_every == 0 \
                         and step != r.train.steps:
@@ -245,8 +248,6 @@ class Trainer:
                     self.save()
                 bar.advance(step, last_loss)
         self.save()
-        if r.log.val_every:
-            self.logger.scalar("loss/validation", self.validation_loss(), self.step)
         path = self.write_samples("final")
         self.logger.close()
         return path

@@ -1,0 +1,1 @@
+"""The seeds' diagnostics and figures."""

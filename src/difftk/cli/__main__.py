@@ -1,0 +1,3 @@
+from difftk.cli import main
+
+main()

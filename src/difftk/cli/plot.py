@@ -1,0 +1,11 @@
+"""difftk plot: the figures of the seeds. Each figure registers a subcommand on ``plot_app``
+from its own module (imported in difftk.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+from difftk.cli.app import app
+
+plot_app = typer.Typer(no_args_is_help=True, help="Draw the seeds' figures (PNG, and --csv numbers).")
+app.add_typer(plot_app, name="plot", rich_help_panel="Inspection")

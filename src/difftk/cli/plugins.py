@@ -1,0 +1,68 @@
+"""difftk list-plugins: what is installed, per family."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import app
+
+
+@app.command("list-plugins", rich_help_panel="Plugins")
+def list_plugins(
+    family: Annotated[str | None, typer.Option(
+        help="Only this family, e.g. weights, schedules, samplers.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+):
+    """List every component per family: name, provider, summary, parameters with defaults."""
+    from difftk.families import BY_NAME, FAMILIES
+    from difftk.registry import default_registry
+
+    if family is not None and family not in BY_NAME:
+        import difflib
+
+        close = difflib.get_close_matches(family, list(BY_NAME), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        typer.echo(f'error: no family named "{family}"{hint} (families: '
+                   f"{', '.join(BY_NAME)})", err=True)
+        raise typer.Exit(2)
+    registry = default_registry()
+    rows = {}
+    for fam in FAMILIES:
+        if family and fam.name != family:
+            continue
+        rows[fam.name] = [{
+            "name": e.name,
+            "provider": e.provider.package,
+            "version": e.provider.version,
+            "builtin": e.provider.builtin,
+            "summary": e.cls.summary(),
+            "parameters": e.cls.parameters(),
+        } for e in (registry.get(fam.name, n) for n in registry.names(fam.name))]
+    failures = [{"package": f.package, "version": f.version, "error": f.error}
+                for f in registry.failures]
+    if as_json:
+        typer.echo(json.dumps({"families": rows, "failed_plugins": failures}, indent=1,
+                              default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for fam_name, items in rows.items():
+        fam = BY_NAME[fam_name]
+        table = Table(title=f"{fam_name}  [{fam.section}]", title_justify="left", expand=False)
+        table.add_column("name", style="bold")
+        table.add_column("provider")
+        table.add_column("summary", overflow="fold")
+        table.add_column("parameters (default)", overflow="fold")
+        for item in items:
+            provider = "builtin" if item["builtin"] else f"{item['provider']} {item['version']}"
+            params = ", ".join(f"{p['name']}={p['default']!r}" if not p["required"]
+                               else f"{p['name']} (required)" for p in item["parameters"])
+            table.add_row(item["name"], provider, item["summary"], params)
+        console.print(table)
+    for f in failures:
+        console.print(f"[red]failed to load[/red] {f['package']} {f['version']}: {f['error']}")

@@ -1,0 +1,37 @@
+"""difftk train: run a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import SetOption, app, fail
+from difftk.errors import DifftkError
+
+
+@app.command(rich_help_panel="Training")
+def train(
+    recipe: Annotated[Path, typer.Argument(help="TOML recipe, e.g. recipes/edm.toml")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in runs/<run.name> from its latest checkpoint.")] = False,
+    progress: Annotated[bool, typer.Option(
+        help="Show a progress bar on stderr.")] = True,
+):
+    """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
+    try:
+        from difftk.recipe import load_recipe
+        from difftk.train.runtime import make_runtime
+        from difftk.train.trainer import Trainer
+
+        r = load_recipe(recipe, set_)
+        trainer = Trainer(r, make_runtime(r.run.device), resume=resume, progress=progress)
+        t0 = __import__("time").perf_counter()
+        grid = trainer.fit()
+        elapsed = __import__("time").perf_counter() - t0
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
+               f"samples: {grid}")

@@ -1,0 +1,27 @@
+"""difftk validate: the resolved recipe or its errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import SetOption, app, fail
+from difftk.errors import DifftkError
+
+
+@app.command(rich_help_panel="Inspection")
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="TOML recipe to check.")],
+    set_: SetOption = None,
+):
+    """Print the fully resolved recipe (every default filled in), or each error with its path."""
+    try:
+        from difftk.recipe import load_recipe
+
+        r = load_recipe(recipe, set_)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    sys.stdout.write(r.to_toml())
