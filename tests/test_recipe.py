@@ -31,7 +31,8 @@ def test_validate_prints_every_default(root):
     out = runner.invoke(app, ["validate", str(root / "recipes/edm.toml")])
     assert out.exit_code == 0, out.stderr
     data = tomllib.loads(out.stdout)
-    assert data["noise_sampling"] == {"name": "log_normal", "P_mean": -1.2, "P_std": 1.2}
+    assert data["noise_sampling"] == {"name": "log_normal", "importance": False, "P_mean": -1.2,
+                                      "P_std": 1.2}
     assert data["loss"] == {"name": "mse", "reduction": "mean"}
     assert data["sampler"]["rho"] == 7.0
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from difftk.errors import RecipeError, UnknownComponentError
 from difftk.families import BY_SECTION, FAMILIES
@@ -43,6 +44,24 @@ class TrainSection(_Section):
     batch_size: int = Field(128, ge=1, description="images per optimizer step")
     lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
     compile: bool = Field(False, description="torch.compile the network")
+    nan_guard: bool = Field(True, description="skip steps whose loss or gradients are non-finite "
+                            "(costs one host sync per step)")
+    nan_patience: int = Field(3, ge=1, description="non-finite steps in a row before the last "
+                              "checkpoint is restored")
+    nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate factor after a restore")
+    nan_max_restores: int = Field(1, ge=0, description="restores before training stops")
+    class_conditional: bool = Field(False, description="condition the network on the data "
+                                    "set's class labels (their count comes from the data)")
+    label_dropout: float = Field(0.0, ge=0, lt=1, description="share of labels replaced by "
+                                 "the null label, so one network also learns p(x) for "
+                                 "classifier-free guidance (Ho & Salimans 2022 use 0.1-0.2)")
+
+    @model_validator(mode="after")
+    def _dropout_needs_labels(self):
+        if self.label_dropout > 0 and not self.class_conditional:
+            raise PydanticCustomError("dependent_field",
+                                      "label_dropout needs class_conditional = true")
+        return self
 
 
 class LogSection(_Section):
@@ -55,6 +74,9 @@ class LogSection(_Section):
     keep_last: int = Field(3, ge=1, description="checkpoints kept on disk")
     num_samples: int = Field(64, ge=1, description="samples in each grid")
     tensorboard: bool = Field(True, description="write TensorBoard events")
+    eval_every: int = Field(0, ge=0, description="sample metrics (pixel FID, KID; energy and "
+                            "sliced Wasserstein for 2-D data) of the EMA model vs held-out data")
+    eval_samples: int = Field(500, ge=2, description="samples drawn for each evaluation")
 
 
 SETTINGS: dict[str, type[_Section]] = {"run": RunSection, "train": TrainSection,
@@ -76,7 +98,9 @@ class Recipe:
                                "log": self.log.model_dump()}
         for section in COMPONENT_SECTIONS:
             part = self.parts[section]
-            out[section] = {"name": part.name, **part.params()}
+            # TOML has no null: an unset optional parameter is left out (its default is None).
+            out[section] = {"name": part.name,
+                            **{k: v for k, v in part.params().items() if v is not None}}
         return out
 
     def to_toml(self) -> str:

@@ -38,8 +38,14 @@ BUILTIN_MODULES = (
     "difftk.plugins.optimizers",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
+    "difftk.plugins.architectures.scorenet",
+    "difftk.plugins.architectures.dit",
     "difftk.plugins.datasets.toy2d",
     "difftk.plugins.datasets.digits",
+    "difftk.plugins.datasets.idx",
+    "difftk.plugins.datasets.npz",
+    "difftk.plugins.datasets.folder",
+    "difftk.plugins.datasets.cifar10",
 )
 
 

@@ -7,8 +7,16 @@ import sys
 
 import pytest
 import torch
+from difftk_soft_min_snr import SoftMinSNR
 
 from difftk.registry import build_registry
+from difftk.testing import parametrize_with_checks
+
+
+@parametrize_with_checks([SoftMinSNR(), SoftMinSNR(gamma=1.0, relative_to="target")])
+def test_difftk_contract(component, check):
+    """difftk's contract for weightings (difftk.testing), as every plugin runs it."""
+    check(component)
 
 
 @pytest.fixture

@@ -19,3 +19,7 @@ def log_run_figures(recipe, logger) -> None:
     for figure in RUN_FIGURES:
         for tag, image in figure(recipe):
             logger.image(tag, image, 0)
+
+
+# Modules that append their figure to RUN_FIGURES when imported.
+from difftk.analysis import noise_sampling_figures, schedule_figures, weight_figures  # noqa: E402, F401

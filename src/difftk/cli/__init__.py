@@ -5,7 +5,13 @@ Heavy imports (torch, tensorboard) happen inside the commands that need them, so
 itself on ``app`` when imported below.
 """
 
-from difftk.cli import plot, plugins, sample, train, validate  # noqa: F401  (registers commands)
+from difftk.cli import info, plot, plugins, sample, train, validate  # noqa: F401, I001  (registers commands)
+from difftk.cli import new_plugin, plot_weights  # noqa: F401, I001
+from difftk.cli import plot_noise_sampling, plot_schedules  # noqa: F401, I001
+from difftk.cli import ema, memory  # noqa: F401, I001
+from difftk.cli import data  # noqa: F401, I001
+from difftk.cli import plot_information, plot_targets  # noqa: F401, I001
+from difftk.cli import eval  # noqa: F401, I001
 from difftk.cli.app import app
 
 

@@ -24,6 +24,12 @@ def sample(
         "-o", "--output", help="Output: .png writes a grid (or scatter plot), .npz the arrays.")
     ] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
+    label: Annotated[list[int] | None, typer.Option(
+        help="Class label for a class-conditional model; repeat it to cycle through a list.")
+    ] = None,
+    guidance: Annotated[float | None, typer.Option(
+        help="Classifier-free guidance scale: 1 conditional, 0 unconditional, >1 guided.")
+    ] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
     set_: SetOption = None,
     device: Annotated[str, typer.Option(help='"auto", "cpu" or "cuda".')] = "auto",
@@ -49,6 +55,14 @@ def sample(
             overrides.insert(0, f'sampler.name="{sampler}"')
         if steps is not None:
             overrides.append(f"sampler.steps={steps}")
+        if guidance is not None:
+            overrides.append(f"sampler.guidance={guidance}")
+        classes = restored.spec.num_classes
+        if label and not classes:
+            raise DifftkError(f"{checkpoint}: --label needs a class-conditional model "
+                              "(train.class_conditional = true)")
+        if label and not all(0 <= k < classes for k in label):
+            raise DifftkError(f"--label must lie in 0..{classes - 1}")
         from difftk.recipe import apply_overrides
 
         problems = apply_overrides(data, overrides)
@@ -59,7 +73,7 @@ def sample(
         chosen = validate(data, default_registry(), "--set").parts["sampler"]
         gen = torch.Generator(dev).manual_seed(seed)
         noise = torch.randn((n, *restored.spec.shape), generator=gen, device=dev)
-        result = chosen.sample(restored.denoiser, noise, gen)
+        result = chosen.sample(restored.denoiser, noise, gen, list(label) if label else None)
         if output.suffix == ".npz":
             output.parent.mkdir(parents=True, exist_ok=True)
             np.savez(output, samples=result.x.cpu().numpy())

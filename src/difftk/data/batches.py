@@ -1,37 +1,170 @@
-"""Batches drawn by index from an in-memory tensor with a seeded generator.
+"""Training batches: which items batch k holds is a pure function of (seed, k).
 
-Each epoch is a fresh permutation; the permutation and the cursor are part of the
-checkpoint, so a resumed run draws exactly the batches the interrupted one would have.
+Each epoch is a fresh seeded permutation of the training set (the last partial batch of
+an epoch is dropped); the flips of batch k come from their own seeded draw. A stream's
+state is therefore just the number of batches drawn: a resumed run draws exactly the
+batches, and the flips, the interrupted one would have, whichever pipeline draws them.
+
+Two pipelines share that plan:
+- ``BatchStream``: the whole training set is one tensor on the training device and a
+  batch is one index gather (no per-sample Python);
+- ``LoaderStream``: for sets too large for the device, a DataLoader whose workers gather
+  whole batches on the host into pinned memory, copied to the device asynchronously.
 """
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from difftk.data.dataset import DataBundle
+
+# Below this share of free GPU memory, "auto" keeps the training set on the device.
+DEVICE_SHARE = 0.25
+
+
+def _seed(*words: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class BatchPlan:
+    """Indices and flip mask of batch k, from the seed alone."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, hflip: bool = False):
+        self.n, self.seed, self.hflip = n, seed, hflip
+        self.batch_size = min(batch_size, n)
+        self.per_epoch = n // self.batch_size
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(_seed(self.seed, 0, epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+        return self._perm
+
+    def indices(self, k: int) -> Tensor:
+        epoch, slot = divmod(k, self.per_epoch)
+        start = slot * self.batch_size
+        return self.permutation(epoch)[start:start + self.batch_size]
+
+    def flips(self, k: int) -> Tensor | None:
+        """A [B] bool mask of the items flipped left-right, each with probability 1/2."""
+        if not self.hflip:
+            return None
+        gen = torch.Generator().manual_seed(_seed(self.seed, 1, k))
+        return torch.rand(self.batch_size, generator=gen) < 0.5
+
+
+def gather(data: Tensor, labels: Tensor | None, plan: BatchPlan, k: int
+           ) -> tuple[Tensor, Tensor | None]:
+    """Batch k of (data, labels), flipped where the plan says, on data's device."""
+    idx = plan.indices(k).to(data.device)
+    x = data[idx]
+    mask = plan.flips(k)
+    if mask is not None:
+        mask = mask.to(data.device).view(-1, *[1] * (x.dim() - 1))
+        x = torch.where(mask, x.flip(-1), x)
+    return x, labels[idx] if labels is not None else None
 
 
 class BatchStream:
-    def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int):
+    """The training set as one tensor; batch k is one index gather on its device."""
+
+    def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
+                 hflip: bool = False):
         self.data, self.labels = data, labels
-        self.batch_size = min(batch_size, data.shape[0])
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(data.shape[0], generator=self.generator)
-        self.cursor = 0
+        self.plan = BatchPlan(data.shape[0], batch_size, seed, hflip)
+        self.batch_size = self.plan.batch_size
+        self.drawn = 0
 
     def next(self) -> tuple[Tensor, Tensor | None]:
-        if self.cursor + self.batch_size > self.perm.shape[0]:
-            self.perm = torch.randperm(self.data.shape[0], generator=self.generator)
-            self.cursor = 0
-        idx = self.perm[self.cursor:self.cursor + self.batch_size].to(self.data.device)
-        self.cursor += self.batch_size
-        labels = self.labels[idx] if self.labels is not None else None
-        return self.data[idx], labels
+        batch = gather(self.data, self.labels, self.plan, self.drawn)
+        self.drawn += 1
+        return batch
 
     def state(self) -> dict[str, Tensor]:
-        return {"generator": self.generator.get_state(), "perm": self.perm,
-                "cursor": torch.tensor(self.cursor)}
+        return {"drawn": torch.tensor(self.drawn, dtype=torch.int64)}
 
     def load_state(self, state: dict[str, Tensor]) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm = state["perm"].clone()
-        self.cursor = int(state["cursor"])
+        self.drawn = int(state["drawn"])
+
+    def close(self) -> None:
+        pass
+
+
+class _PlannedBatches(TorchDataset):
+    """Map-style dataset whose item k is batch k (a worker gathers it whole)."""
+
+    def __init__(self, data: Tensor, labels: Tensor | None, plan: BatchPlan):
+        self.data, self.labels, self.plan = data, labels, plan
+
+    def __getitem__(self, k: int):
+        return gather(self.data, self.labels, self.plan, k)
+
+
+class LoaderStream(BatchStream):
+    """The same batches as BatchStream, gathered on the host by DataLoader workers into
+    pinned memory and copied to the device without blocking."""
+
+    def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
+                 device: torch.device, hflip: bool = False, workers: int = 2):
+        super().__init__(data.cpu(), labels.cpu() if labels is not None else None, batch_size,
+                         seed, hflip)
+        self.device, self.workers = torch.device(device), workers
+        self._iter = None
+
+    def _start(self):
+        loader = DataLoader(
+            _PlannedBatches(self.data, self.labels, self.plan), batch_size=None,
+            sampler=itertools.count(self.drawn), num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None)
+        return iter(loader)
+
+    def next(self) -> tuple[Tensor, Tensor | None]:
+        if self._iter is None:
+            self._iter = self._start()
+        x, y = next(self._iter)
+        self.drawn += 1
+        return (x.to(self.device, non_blocking=True),
+                y.to(self.device, non_blocking=True) if y is not None else None)
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.close()  # restart the workers at the restored position
+        super().load_state(state)
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter = None  # dropping the iterator shuts its workers down
+
+
+def use_loader(bundle: DataBundle, device: torch.device) -> bool:
+    """Which pipeline: the bundle's choice, or for "auto" the device tensor when it fits.
+
+    On CPU the training set is already in host memory, so one in-memory tensor is always
+    the cheaper path; on a GPU it is kept there when it takes under a quarter of the free
+    memory.
+    """
+    if bundle.pipeline != "auto":
+        return bundle.pipeline == "loader"
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return bundle.train.element_size() * bundle.train.nelement() > DEVICE_SHARE * free
+
+
+def batch_stream(bundle: DataBundle, batch_size: int, seed: int, device: torch.device
+                 ) -> BatchStream:
+    """The training batches of a bundle on a device, through the pipeline that suits it."""
+    labels = bundle.train_labels
+    if use_loader(bundle, device):
+        return LoaderStream(bundle.train, labels, batch_size, seed, device, bundle.hflip,
+                            bundle.workers)
+    return BatchStream(bundle.train.to(device), labels.to(device) if labels is not None else None,
+                       batch_size, seed, bundle.hflip)

@@ -25,7 +25,7 @@ class Denoiser(nn.Module):
         super().__init__()
         self.net = net
         self.schedule = schedule
-        self.target = target
+        self.target = target.bind(schedule)  # targets may read the schedule's table
         self.variance = variance
 
     def forward(self, x_t: Tensor, levels: Levels, labels: Tensor | None = None) -> Prediction:

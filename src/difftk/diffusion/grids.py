@@ -1,9 +1,53 @@
-"""Noise-level grids for samplers, in EDM's sigma."""
+"""Noise-level grids for samplers: which levels a sampler visits, from noisy to clean.
+
+A grid is n levels of decreasing noise followed by the clean end (sigma = 0), each
+given in both coordinates of DESIGN.md: (alpha, sigma) for x_t = alpha x0 + sigma eps,
+and EDM's sigma_edm = sigma / alpha. Kinds (a parameter of every sampler):
+
+- ``karras``: Karras et al. 2022 eq. 5, uniform in sigma_edm^(1/rho) (rho = 7).
+- ``log_sigma``: uniform in log sigma_edm (k-diffusion's ``get_sigmas_exponential``).
+- ``uniform_t``: uniform on the schedule's own time axis (t in [1, T] for a t-space
+  schedule, u in [0, 1] for a sigma-space one), from its noisy end to its clean end.
+- ``linspace`` / ``leading`` / ``trailing``: the integer-step spacings of a t-space
+  schedule's table (diffusers ``timestep_spacing``; Lin et al. 2024 Table 2). ``linspace``
+  is also Nichol & Dhariwal's respacing with one section. ``trailing`` always includes
+  t = T, so at zero terminal SNR sampling starts where the process really ends.
+
+difftk's table index t = 1..T is diffusers' index + 1 (index 0 is the clean level).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor
+
+GridKind = Literal["karras", "uniform_t", "log_sigma", "linspace", "leading", "trailing"]
+TABLE_GRIDS = ("linspace", "leading", "trailing")  # integer steps of a schedule's table
+
+
+@dataclass(frozen=True)
+class Grid:
+    """n noisy levels then the clean one, all float64 [n + 1].
+
+    ``sigma_edm`` is infinite where alpha = 0 (zero terminal SNR); ``t`` is the
+    schedule's time where it has one (t-space schedules), else None.
+    """
+
+    alpha: Tensor
+    sigma: Tensor
+    sigma_edm: Tensor
+    t: Tensor | None
+
+    def __len__(self) -> int:
+        return self.alpha.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return len(self) - 1
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -12,3 +56,71 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
         1, dtype=torch.float64)
     inv = sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     return torch.cat([inv**rho, torch.zeros(1, dtype=torch.float64)])
+
+
+def log_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """n levels uniform in log sigma from sigma_max to sigma_min, then 0 (float64)."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(
+        1, dtype=torch.float64)
+    log = math.log(sigma_max) + ramp * (math.log(sigma_min) - math.log(sigma_max))
+    return torch.cat([log.exp(), torch.zeros(1, dtype=torch.float64)])
+
+
+def table_timesteps(spacing: str, T: int, n: int) -> Tensor:
+    """n integer steps in 1..T, decreasing, by a diffusers ``timestep_spacing`` (float64).
+
+    linspace: round(linspace(1, T, n)); leading: 1 + k floor(T / n), k < n (diffusers'
+    default, steps_offset 0); trailing: round(T - k T / n), k < n (starts at T).
+    """
+    n = min(n, T)
+    if spacing == "linspace":
+        t = torch.linspace(1, T, n, dtype=torch.float64).round()
+    elif spacing == "leading":
+        t = 1 + torch.arange(n, dtype=torch.float64) * (T // n)
+    elif spacing == "trailing":
+        t = torch.round(torch.arange(T, 0, -T / n, dtype=torch.float64))[:n]
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}")
+    return torch.unique(t).flip(0)
+
+
+def _from_times(schedule, t: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    alpha, sigma = schedule.alpha_sigma(t)
+    return alpha.double(), sigma.double(), (t if schedule.has_table else None)
+
+
+def make_grid(kind: str, schedule, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
+              rho: float = 7.0) -> Grid:
+    """The grid of ``kind`` with n noisy levels on ``schedule``.
+
+    karras and log_sigma use [sigma_min, sigma_max] clipped to the range the schedule
+    reaches (as EDM's sampler clips to the network's range); the others follow the
+    schedule's own time axis and so include its ends.
+    """
+    if kind in ("karras", "log_sigma"):
+        lo, hi = schedule.sigma_edm_range()
+        s_lo, s_hi = max(sigma_min, lo), min(sigma_max, hi)
+        s_lo = min(s_lo, s_hi)
+        s = karras_sigmas(n, s_lo, s_hi, rho) if kind == "karras" else log_sigmas(n, s_lo, s_hi)
+        levels = schedule.levels_from_sigma_edm(s[:-1])
+        alpha = levels.alpha.double()
+        sigma, t = alpha * s[:-1], (None if levels.t is None else levels.t.double())
+        sigma_edm = s[:-1]
+    else:
+        if kind == "uniform_t":
+            t_lo, t_hi = schedule.time_range()
+            times = torch.linspace(t_hi, t_lo, n, dtype=torch.float64) if n > 1 else \
+                torch.tensor([t_hi], dtype=torch.float64)
+        else:
+            if not schedule.has_table:
+                raise ValueError(f"the {kind} spacing needs a schedule with a table of T steps")
+            times = table_timesteps(kind, schedule.num_steps, n)
+        alpha, sigma, t = _from_times(schedule, times)
+        sigma_edm = torch.where(alpha > 0, sigma / alpha.clamp(min=1e-300),
+                                torch.full_like(alpha, math.inf))
+    clean = schedule.levels_from_sigma_edm(torch.zeros(1, dtype=torch.float64))
+    alpha0 = clean.alpha.double()
+    zero = torch.zeros(1, dtype=torch.float64)
+    return Grid(alpha=torch.cat([alpha, alpha0]), sigma=torch.cat([sigma, zero]),
+                sigma_edm=torch.cat([sigma_edm, zero]),
+                t=None if t is None else torch.cat([t, zero]))

@@ -30,6 +30,8 @@ class Loss(Component):
     """Turns a batch's predictions into one loss value per sample."""
 
     family: ClassVar[str] = "losses"
+    # True for losses whose value depends on (and so trains) a learned variance.
+    trains_variance: ClassVar[bool] = False
 
     def __call__(self, inputs: LossInputs) -> Tensor:
         raise NotImplementedError

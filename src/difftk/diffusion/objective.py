@@ -23,6 +23,9 @@ class Objective:
     noise_sampling: object
     loss: object
 
+    def __post_init__(self):
+        self.target = self.target.bind(self.schedule)  # targets may read the schedule's table
+
     def __call__(self, denoiser, x0: Tensor, labels: Tensor | None,
                  generator: torch.Generator, levels: Levels | None = None
                  ) -> tuple[Tensor, Levels]:
@@ -34,7 +37,7 @@ class Objective:
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = broadcast(levels.alpha, x0) * x0 + broadcast(levels.sigma, x0) * eps
         prediction = denoiser(x_t, levels, labels)
-        weight = self.weighting.on_target(levels, self.target)
+        weight = self.weighting.on_target(levels, self.target, self.schedule)
         if levels.weight is not None:
             weight = weight * levels.weight
         inputs = LossInputs(pred=prediction.pred.float(),

@@ -8,12 +8,17 @@ Every target is T = a x0 + b eps with (a, b) from (alpha, sigma) (seed 000 §2, 
 and, at fixed x_t, an error in T is an error in x0 scaled by |a - b alpha / sigma|. A
 target may also precondition the network (EDM, seed 001 §8.1) by overriding
 ``net_input`` and ``prediction``.
+
+A target whose coefficients depend on the schedule's table (the posterior mean, seed 003
+ch. 4) reads it from ``self.schedule``: the denoiser and the objective ``bind`` their
+target to the run's schedule. Binding is the only schedule-dependence of the base class.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from pydantic import PrivateAttr
 from torch import Tensor
 
 from difftk.component import Component
@@ -24,6 +29,19 @@ class Target(Component):
     """What the network regresses, and how its output becomes x0 and eps."""
 
     family: ClassVar[str] = "targets"
+
+    _schedule: Any = PrivateAttr(default=None)
+
+    def bind(self, schedule) -> Target:
+        """This target tied to the run's schedule (a copy; the recipe's part is unchanged)."""
+        bound = self.model_copy()
+        bound._schedule = schedule
+        return bound
+
+    @property
+    def schedule(self):
+        """The schedule this target was bound to, or None."""
+        return self._schedule
 
     def coefficients(self, levels: Levels) -> tuple[Tensor, Tensor]:
         """(a, b) with target = a x0 + b eps, each of shape [B]."""
@@ -53,6 +71,38 @@ class Target(Component):
 
     def to_eps(self, pred: Tensor, x_t: Tensor, levels: Levels) -> Tensor:
         return self._solve(pred, x_t, levels)[1]
+
+    def to_v(self, pred: Tensor, x_t: Tensor, levels: Levels) -> Tensor:
+        """v = alpha eps - sigma x0 (Salimans & Ho 2022; seed 000 §2.3)."""
+        x0, eps = self._solve(pred, x_t, levels)
+        return broadcast(levels.alpha, x_t) * eps - broadcast(levels.sigma, x_t) * x0
+
+    def to_score(self, pred: Tensor, x_t: Tensor, levels: Levels) -> Tensor:
+        """The score of q(x_t | x0) at the estimate, -eps / sigma (seed 000 §2.4)."""
+        return -self.to_eps(pred, x_t, levels) / broadcast(levels.sigma, x_t)
+
+    def to_mean(self, pred: Tensor, x_t: Tensor, levels: Levels) -> Tensor:
+        """The posterior mean mu_theta = c_x0 x0_hat + c_xt x_t of the step t -> t - 1 of the
+        bound t-space schedule (seed 003 eq. 5.2, seed 004 Theory II.1)."""
+        from difftk.diffusion.vlb import posterior
+
+        post = posterior(self._require_table(), self.times(levels))
+        c_x0 = broadcast(post.c_x0.to(x_t.device), x_t)
+        c_xt = broadcast(post.c_xt.to(x_t.device), x_t)
+        return c_x0 * self.to_x0(pred, x_t, levels) + c_xt * x_t
+
+    def _require_table(self):
+        schedule = self._schedule
+        if schedule is None or not getattr(schedule, "has_table", False):
+            raise ValueError("the posterior mean needs the target bound to a t-space schedule "
+                             "(Target.bind)")
+        return schedule
+
+    def times(self, levels: Levels) -> Tensor:
+        """The schedule time t of each level (read back from logSNR where not carried)."""
+        if levels.t is not None:
+            return levels.t
+        return self._require_table().t_from_log_snr(levels.log_snr.double())
 
     def x0_error_factor(self, levels: Levels) -> Tensor:
         """k with ||T_hat - T||^2 = k ||x0_hat - x0||^2 at fixed x_t (seed 003 eq. 5.3, 5.7)."""

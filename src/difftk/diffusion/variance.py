@@ -1,4 +1,10 @@
-"""The variance of the reverse step p(x_{t-1} | x_t) (seed 003 ch. 3 and 6)."""
+"""The variance of the reverse step p(x_{t-1} | x_t) (seed 003 ch. 3, 4 and 6).
+
+``log_variance(beta, beta_tilde, extra)`` is elementwise: beta is the step's forward
+variance, beta_tilde its posterior variance q(x_{t-1} | x_t, x0), extra the network's
+variance channels (learned variances only). Callers shape beta and beta_tilde to broadcast
+against extra (the DDPM sampler passes scalars, the VLB per-sample [B, 1, ...] tensors).
+"""
 
 from __future__ import annotations
 
@@ -18,3 +24,18 @@ class Variance(Component):
 
     def log_variance(self, beta: Tensor, beta_tilde: Tensor, extra: Tensor | None) -> Tensor:
         raise NotImplementedError
+
+    def check(self, parts):
+        if not self.learned:
+            return []
+        problems = []
+        schedule, loss = parts.get("schedule"), parts.get("loss")
+        if schedule is not None and not schedule.has_table:
+            problems.append(("name", f'a learned variance lives between beta_tilde and beta of a '
+                             f'table of T steps, and the schedule "{schedule.name}" has none; use '
+                             "a t-space schedule or a fixed variance"))
+        if loss is not None and not getattr(loss, "trains_variance", False):
+            problems.append(("name", f'the loss "{loss.name}" sends no gradient to the variance '
+                             f'channels, so "{self.name}" would sample with an untrained variance; '
+                             'use loss "vlb" or "hybrid", or a fixed variance'))
+        return problems

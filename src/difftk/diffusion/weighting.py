@@ -4,6 +4,10 @@ A weighting acts on the per-sample MSE of the trained target (seed 001 eq. 39) w
 ``relative_to = "target"``. With ``relative_to = "x0"`` the formula is the weight on
 the x0-MSE, and the objective divides by the target's error factor, so that for
 eps-prediction min(SNR, gamma) becomes min(SNR, gamma) / SNR (the Min-SNR paper).
+
+Most weightings are functions of SNR alone and implement ``__call__(snr)``. A weighting
+that needs the schedule (the ELBO's, which depends on the step from t - 1 to t, seed 003
+eq. 4.6) sets ``requires_table`` and overrides ``at(levels, schedule)`` instead.
 """
 
 from __future__ import annotations
@@ -16,22 +20,39 @@ from torch import Tensor
 from difftk.component import Component
 from difftk.diffusion.levels import Levels
 
+RelativeTo = Literal["target", "x0"]
+RELATIVE_TO_HELP = "the MSE the formula weights: the trained target's or x0's"
+
 
 class Weighting(Component):
     """A weight on the per-sample loss as a function of SNR."""
 
     family: ClassVar[str] = "weights"
+    # True for weightings that read the t-space schedule's table (not a function of SNR alone).
+    requires_table: ClassVar[bool] = False
 
-    relative_to: Literal["target", "x0"] = Field(
-        "target", description='the MSE the formula weights: the trained target\'s or x0\'s')
+    relative_to: RelativeTo = Field("target", description=RELATIVE_TO_HELP)
 
     def __call__(self, snr: Tensor) -> Tensor:
         """w(SNR), elementwise."""
         raise NotImplementedError
 
-    def on_target(self, levels: Levels, target) -> Tensor:
-        """The weight to apply to the trained target's per-sample MSE."""
-        w = self(levels.snr.double()).float()
+    def at(self, levels: Levels, schedule=None) -> Tensor:
+        """w at a batch of levels (float64, shape [B]); the schedule is given for table weightings."""
+        return self(levels.snr.double())
+
+    def on_target(self, levels: Levels, target, schedule=None) -> Tensor:
+        """The weight to apply to the trained target's per-sample MSE (float32, [B])."""
+        w = self.at(levels, schedule).double()
         if self.relative_to == "x0":
-            w = w / target.x0_error_factor(levels)
-        return w
+            # ||T_hat - T||^2 = k ||x0_hat - x0||^2, so w ||x0 err||^2 = (w / k) ||T err||^2.
+            w = w / target.x0_error_factor(levels).double()
+        return w.float()
+
+    def check(self, parts):
+        schedule = parts.get("schedule")
+        if self.requires_table and schedule is not None and not schedule.has_table:
+            return [("name", f'the {self.name} weighting is defined by the steps of a table of T '
+                     f'levels, and the schedule "{schedule.name}" has none; use a t-space '
+                     "schedule or another weighting")]
+        return []

@@ -1,17 +1,20 @@
 """Architectures: a params model whose ``build`` returns the network f_theta.
 
 The network is called as ``net(x, time, labels)``: x of the data's shape, time the
-[B] noise conditioning the target provides, labels optional class indices.
+[B] noise conditioning the target provides, labels optional class indices (None, or the
+null index ``num_classes``, for unconditional calls).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from pydantic import model_validator
 from torch import nn
 
 from difftk.component import Component
+from difftk.errors import DifftkError
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,26 @@ class DataSpec:
     num_classes: int = 0  # 0: unconditional
 
 
+class ArchitectureError(DifftkError):
+    """A network that cannot be built for the data it is given (shape, widths, heads)."""
+
+
 class Architecture(Component):
-    """A network family with its hyper-parameters."""
+    """A network family with its hyper-parameters.
+
+    A subclass may offer named presets (``PRESETS``: name -> field values) selected by a
+    ``preset`` field; fields set explicitly beside ``preset`` override the preset's values.
+    """
 
     family: ClassVar[str] = "architectures"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in cls.PRESETS:
+            return {**cls.PRESETS[data["preset"]], **data}
+        return data  # an unknown preset is reported by the field's own validation
 
     def build(self, spec: DataSpec) -> nn.Module:
         raise NotImplementedError

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from difftk.nn.fp32 import fp32_region
+
 
 class SinusoidalEmbedding(nn.Module):
     """Transformer positional features of a scalar (Ho et al. 2020), computed in fp32."""
@@ -18,7 +20,7 @@ class SinusoidalEmbedding(nn.Module):
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:
-        with torch.autocast(t.device.type, enabled=False):
+        with fp32_region(t):
             x = t.float()[:, None] * self.freqs[None]
             return torch.cat([torch.cos(x), torch.sin(x)], dim=1)
 
@@ -31,8 +33,8 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("W", torch.randn(dim // 2) * scale)
 
     def forward(self, t: Tensor) -> Tensor:
-        with torch.autocast(t.device.type, enabled=False):
-            x = 2 * math.pi * t.float()[:, None] * self.W[None]
+        with fp32_region(t):
+            x = t.float()[:, None] * self.W[None] * (2 * math.pi)  # the seed's order of operations
             return torch.cat([torch.sin(x), torch.cos(x)], dim=1)
 
 

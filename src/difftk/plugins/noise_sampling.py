@@ -1,37 +1,200 @@
-"""Built-in training noise-level distributions (seed 001 §6.1 and §8.2)."""
+"""Built-in training noise-level distributions (seed 001 §6, §8.2; Esser et al. 2024).
+
+Distributions in t draw on the schedule's own time axis; distributions in sigma draw
+EDM's sigma = sigma_t / alpha_t and let the schedule turn it into levels. Each states
+its density of logSNR = -2 ln sigma_edm (see difftk.diffusion.noise_sampling).
+"""
 
 from __future__ import annotations
 
-import torch
-from pydantic import Field
+import math
 
-from difftk.diffusion.noise_sampling import NoiseSampler
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor
+
+from difftk.diffusion.noise_sampling import NoiseSampler, time_jacobian, uniform_time_density
 from difftk.hookspecs import hookimpl
 
 
+def _normal_pdf(x: Tensor, mean: float, std: float) -> Tensor:
+    return torch.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
 class UniformT(NoiseSampler):
-    """t uniform over the schedule's time axis (Ho et al. 2020)."""
+    """t uniform over the schedule's time axis (Ho et al. 2020; seed 001 §5.1)."""
 
     name = "uniform_t"
-    discrete: bool = Field(True, description="integer t in 1..T (t-space schedules)")
+    discrete: bool = Field(True, description="integer t in 1..T on t-space schedules (sigma-space "
+                                             "schedules have a continuous axis)")
 
-    def sample(self, n, schedule, generator, device):
-        return schedule.sample_uniform_t(n, generator, device, discrete=self.discrete)
+    def draw(self, n, schedule, generator, device):
+        if self.discrete and schedule.has_table:
+            t = torch.randint(1, schedule.num_steps + 1, (n,), generator=generator, device=device)
+        else:
+            lo, hi = schedule.time_range()
+            u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+            t = lo + (hi - lo) * u
+        return schedule.levels_at_time(t), t
+
+    def log_snr_density(self, log_snr, schedule):
+        return uniform_time_density(schedule, log_snr)
+
+    def importance_weight(self, drawn, schedule):
+        return torch.ones(drawn.shape, dtype=torch.float64, device=drawn.device)  # q = p
 
 
-class LogNormal(NoiseSampler):
+class GaussianT(NoiseSampler):
+    """t from a normal centred mid-way along the schedule's time axis, truncated to it, so the
+    middle noise levels get more steps than the ends (seed 001 §6)."""
+
+    name = "gaussian_t"
+    mean: float = Field(0.5, ge=0, le=1, description="centre, as a fraction of the time axis")
+    std: float = Field(0.25, gt=0, description="standard deviation, as a fraction of the time axis")
+    discrete: bool = Field(True, description="integer t = ceil(f T) in 1..T on t-space schedules")
+
+    def _cdf_ends(self) -> tuple[float, float]:
+        a = 0.5 * math.erfc(self.mean / (self.std * math.sqrt(2)))
+        b = 0.5 * math.erfc(-(1 - self.mean) / (self.std * math.sqrt(2)))
+        return a, b
+
+    def fraction_density(self, f: Tensor) -> Tensor:
+        """The truncated normal density of f = (t - t_lo) / (t_hi - t_lo) on [0, 1]."""
+        a, b = self._cdf_ends()
+        pdf = _normal_pdf(f, self.mean, self.std) / (b - a)
+        return torch.where((f >= 0) & (f <= 1), pdf, torch.zeros_like(pdf))
+
+    def masses(self, T: int) -> Tensor:
+        """P(t = k) for k = 1..T of the discrete version: the normal's mass on ((k-1)/T, k/T]."""
+        a, b = self._cdf_ends()
+        edges = torch.linspace(0, 1, T + 1, dtype=torch.float64)
+        cdf = torch.special.ndtr((edges - self.mean) / self.std)
+        return (cdf[1:] - cdf[:-1]) / (b - a)
+
+    def draw(self, n, schedule, generator, device):
+        a, b = self._cdf_ends()
+        # Inverse-CDF draw of the truncated normal: exact, vectorised, one uniform per sample.
+        u = a + (b - a) * torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        f = (self.mean + self.std * torch.special.ndtri(u)).clamp(0, 1)
+        if self.discrete and schedule.has_table:
+            T = schedule.num_steps
+            t = torch.ceil(f * T).clamp(1, T).long()
+        else:
+            lo, hi = schedule.time_range()
+            t = lo + (hi - lo) * f
+        return schedule.levels_at_time(t), (t, f)
+
+    def log_snr_density(self, log_snr, schedule):
+        lo, hi = schedule.time_range()
+        t, jac = time_jacobian(schedule, log_snr)
+        return self.fraction_density((t - lo) / (hi - lo)) * jac / (hi - lo)
+
+    def importance_weight(self, drawn, schedule):
+        t, f = drawn
+        if self.discrete and schedule.has_table:
+            masses = self.masses(schedule.num_steps).to(t.device)
+            return (1.0 / schedule.num_steps) / masses[t - 1]
+        return 1.0 / self.fraction_density(f)
+
+
+class _SigmaDistribution(NoiseSampler):
+    """A distribution of EDM's sigma; the schedule maps each sigma to its levels."""
+
+    def draw_sigma(self, n: int, generator: torch.Generator, device) -> Tensor:
+        raise NotImplementedError
+
+    def draw(self, n, schedule, generator, device):
+        sigma = self.draw_sigma(n, generator, device)
+        return schedule.levels_from_sigma_edm(sigma), -2.0 * torch.log(sigma)
+
+
+class _SigmaRange(_SigmaDistribution):
+    sigma_min: float = Field(0.002, gt=0, description="smallest sigma drawn")
+    sigma_max: float = Field(80.0, gt=0, description="largest sigma drawn")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError("sigma_min must be smaller than sigma_max")
+        return self
+
+    def log_snr_support(self, schedule):
+        return -2 * math.log(self.sigma_max), -2 * math.log(self.sigma_min)
+
+    def _inside(self, log_snr: Tensor) -> Tensor:
+        lo, hi = self.log_snr_support(None)
+        return (log_snr >= lo) & (log_snr <= hi)
+
+
+class UniformSigma(_SigmaRange):
+    """sigma uniform on [sigma_min, sigma_max]: the naive choice, almost all draws at high noise
+    (seed 001 §8.2.1)."""
+
+    name = "uniform_sigma"
+
+    def draw_sigma(self, n, generator, device):
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        return self.sigma_min + u * (self.sigma_max - self.sigma_min)
+
+    def log_snr_density(self, log_snr, schedule):
+        # p(sigma) = 1 / (sigma_max - sigma_min), |dsigma / dlogSNR| = sigma / 2.
+        x = log_snr.to(torch.float64)
+        p = torch.exp(-0.5 * x) / (2 * (self.sigma_max - self.sigma_min))
+        return torch.where(self._inside(x), p, torch.zeros_like(p))
+
+
+class LogUniformSigma(_SigmaRange):
+    """ln sigma uniform on [ln sigma_min, ln sigma_max], every octave of noise equally often
+    (seed 001 §8.2.2; EDM's VE training)."""
+
+    name = "log_uniform_sigma"
+
+    def draw_sigma(self, n, generator, device):
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** u
+
+    def log_snr_density(self, log_snr, schedule):
+        x = log_snr.to(torch.float64)
+        p = torch.full_like(x, 1.0 / (2 * math.log(self.sigma_max / self.sigma_min)))
+        return torch.where(self._inside(x), p, torch.zeros_like(p))
+
+
+class LogNormal(_SigmaDistribution):
     """ln sigma ~ N(P_mean, P_std^2) in EDM's sigma (Karras et al. 2022; seed 001 §8.2.3)."""
 
     name = "log_normal"
     P_mean: float = Field(-1.2, description="mean of ln sigma")
     P_std: float = Field(1.2, gt=0, description="standard deviation of ln sigma")
 
-    def sample(self, n, schedule, generator, device):
+    def draw_sigma(self, n, generator, device):
         z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
-        return schedule.levels_from_sigma_edm(torch.exp(self.P_mean + self.P_std * z))
+        return torch.exp(self.P_mean + self.P_std * z)
+
+    def log_snr_density(self, log_snr, schedule):
+        # logSNR = -2 ln sigma ~ N(-2 P_mean, (2 P_std)^2)
+        return _normal_pdf(log_snr.to(torch.float64), -2 * self.P_mean, 2 * self.P_std)
+
+
+class LogitNormal(_SigmaDistribution):
+    """Rectified-flow time t = sigmoid(m + s z), z ~ N(0, 1), as in Stable Diffusion 3
+    (Esser et al. 2024), carried to the schedule through EDM's sigma = t / (1 - t)."""
+
+    name = "logit_normal"
+    m: float = Field(0.0, description="location: mean of logit(t)")
+    s: float = Field(1.0, gt=0, description="scale: standard deviation of logit(t)")
+
+    def draw_sigma(self, n, generator, device):
+        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+        # Rectified flow x_t = (1 - t) x0 + t eps has sigma_edm = t / (1 - t) = exp(logit t);
+        # exp(m + s z) is that number without 1 - t rounding to 0 in the tail.
+        return torch.exp(self.m + self.s * z)
+
+    def log_snr_density(self, log_snr, schedule):
+        # logSNR = -2 logit(t) ~ N(-2 m, (2 s)^2): the log-normal of EDM sigma with (m, s).
+        return _normal_pdf(log_snr.to(torch.float64), -2 * self.m, 2 * self.s)
 
 
 @hookimpl
 def register_noise_sampling(register):
-    register(UniformT)
-    register(LogNormal)
+    for cls in (UniformT, GaussianT, UniformSigma, LogUniformSigma, LogNormal, LogitNormal):
+        register(cls)

@@ -1,6 +1,7 @@
-"""Built-in prediction targets (seed 000 §2, seed 001 §2 and §8.1).
+"""Built-in prediction targets (seed 000 §2, seed 001 §2 and §8.1, seed 003 ch. 4-5).
 
-Each target is T = a x0 + b eps with (a, b) a function of (alpha, sigma).
+Each target is T = a x0 + b eps with (a, b) a function of (alpha, sigma), or, for the
+posterior mean, of the step t -> t - 1 of the schedule's table.
 """
 
 from __future__ import annotations
@@ -63,6 +64,36 @@ class Score(_Plain):
     name = "score"
 
 
+class Mean(Target):
+    """Predict the posterior mean mu of q(x_{t-1} | x_t, x0) directly (seed 003 ch. 4
+    "direct mean", seed 004 Coding I); t-space schedules only.
+
+    mu = c_x0 x0 + c_xt x_t = (c_x0 + c_xt alpha) x0 + c_xt sigma eps with the posterior
+    coefficients of the bound schedule at t (seed 004 Theory II.1), so mu_hat converts to
+    x0_hat = (mu_hat - c_xt x_t) / c_x0 and then to every other form. The x0 error factor
+    is c_x0^2: seed 003 eq. 5.3's C_0^2. Below t = 1 (a sampler's fractional levels) the
+    first step stands in.
+    """
+
+    name = "mean"
+
+    def coefficients(self, levels: Levels):
+        from difftk.diffusion.vlb import posterior
+
+        post = posterior(self._require_table(), self.times(levels))
+        c_x0 = post.c_x0.to(levels.alpha.device, levels.alpha.dtype)
+        c_xt = post.c_xt.to(levels.alpha.device, levels.alpha.dtype)
+        return c_x0 + c_xt * levels.alpha, c_xt * levels.sigma
+
+    def check(self, parts):
+        schedule = parts.get("schedule")
+        if schedule is not None and not schedule.has_table:
+            return [("name", f'the mean target regresses the posterior mean of a step t -> t - 1 '
+                     f'of a table of T levels, and the schedule "{schedule.name}" has none; use '
+                     "a t-space schedule or another target")]
+        return []
+
+
 class EDMPrecond(Target):
     """EDM preconditioning F = c_skip x + c_out f(c_in x, c_noise) of any target
     (Karras et al. 2022; seed 001 §8.1).
@@ -113,5 +144,5 @@ class EDMPrecond(Target):
 
 @hookimpl
 def register_targets(register):
-    for cls in (X0, Eps, V, Score, EDMPrecond):
+    for cls in (X0, Eps, V, Score, Mean, EDMPrecond):
         register(cls)

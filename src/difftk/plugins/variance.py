@@ -1,11 +1,22 @@
-"""Built-in fixed reverse-step variances (Ho et al. 2020; seed 003 §3.1)."""
+"""Built-in reverse-step variances: fixed (Ho et al. 2020; seed 003 §3.1, §4.4) and learned
+from the network's extra channels (seed 003 §4.2, §4.3 and §6.2)."""
 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from difftk.diffusion.variance import Variance
 from difftk.hookspecs import hookimpl
+
+# Floor on variances before the log: beta_tilde_1 = 0 and a direct output may reach 0.
+MIN_VARIANCE = 1e-20
+
+
+def _needs(extra, name: str):
+    if extra is None:
+        raise ValueError(f"the {name} variance needs the network's variance channels")
+    return extra.float() if extra.dtype in (torch.float16, torch.bfloat16) else extra
 
 
 class FixedSmall(Variance):
@@ -14,7 +25,7 @@ class FixedSmall(Variance):
     name = "fixed_small"
 
     def log_variance(self, beta, beta_tilde, extra):
-        return torch.log(beta_tilde.clamp(min=1e-20))
+        return torch.log(beta_tilde.clamp(min=MIN_VARIANCE))
 
 
 class FixedLarge(Variance):
@@ -23,10 +34,58 @@ class FixedLarge(Variance):
     name = "fixed_large"
 
     def log_variance(self, beta, beta_tilde, extra):
-        return torch.log(beta.clamp(min=1e-20))
+        return torch.log(beta.clamp(min=MIN_VARIANCE))
+
+
+class Learned(Variance):
+    """The network outputs sigma^2 itself (seed 003 §4.2, experiment 1).
+
+    The sign of the output is free and its magnitude is the variance, sigma^2 = |out|
+    (floored at 1e-20), so the gradient keeps the 1/sigma^4 scaling of seed 003 eq. 4.2
+    that makes this parameterisation unstable.
+    """
+
+    name = "learned"
+    learned = True
+
+    def log_variance(self, beta, beta_tilde, extra):
+        return torch.log(_needs(extra, self.name).abs().clamp(min=MIN_VARIANCE))
+
+
+class LearnedLog(Variance):
+    """The network outputs log sigma^2 (seed 003 §4.3, experiment 2; eq. 4.3)."""
+
+    name = "learned_log"
+    learned = True
+
+    def log_variance(self, beta, beta_tilde, extra):
+        return _needs(extra, self.name)
+
+
+class LearnedRange(Variance):
+    """log sigma^2 = v log beta + (1 - v) log beta_tilde, v = (out + 1) / 2: an interpolation
+    between the two fixed variances (seed 003 §6.2 eq. 6.3-6.4; Nichol & Dhariwal 2021).
+
+    improved-diffusion feeds the raw output in, assuming it stays in [-1, 1]; with
+    ``squash`` (default) out is passed through tanh first, so sigma^2 stays within
+    [beta_tilde, beta] whatever the network emits.
+    """
+
+    name = "learned_range"
+    learned = True
+    squash: bool = Field(True, description="tanh the output so v stays in [0, 1]")
+
+    def log_variance(self, beta, beta_tilde, extra):
+        out = _needs(extra, self.name)
+        if self.squash:
+            out = torch.tanh(out)
+        v = (out + 1.0) / 2.0
+        log_large = torch.log(beta.clamp(min=MIN_VARIANCE)).to(out.dtype)
+        log_small = torch.log(beta_tilde.clamp(min=MIN_VARIANCE)).to(out.dtype)
+        return v * log_large + (1.0 - v) * log_small
 
 
 @hookimpl
 def register_variance(register):
-    register(FixedSmall)
-    register(FixedLarge)
+    for cls in (FixedSmall, FixedLarge, Learned, LearnedLog, LearnedRange):
+        register(cls)

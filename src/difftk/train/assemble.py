@@ -9,6 +9,7 @@ import torch
 from difftk.data.dataset import DataBundle
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
+from difftk.errors import DataError
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import Recipe
 
@@ -23,9 +24,17 @@ def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
 
 
 def data_spec(recipe: Recipe, data: DataBundle) -> DataSpec:
+    """What the network takes and emits; ``train.class_conditional`` takes the class count
+    from the data set, so a recipe never states a number that could disagree with it."""
     channels = data.shape[0]
     out = channels * (2 if recipe.parts["variance"].learned else 1)
-    return DataSpec(shape=data.shape, out_channels=out, num_classes=0)
+    num_classes = 0
+    if recipe.train.class_conditional:
+        if not data.num_classes or data.train_labels is None:
+            raise DataError(f'train.class_conditional needs a data set with class labels, and '
+                            f'"{recipe.parts["data"].name}" has none')
+        num_classes = data.num_classes
+    return DataSpec(shape=data.shape, out_channels=out, num_classes=num_classes)
 
 
 @dataclass

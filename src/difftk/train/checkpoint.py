@@ -119,7 +119,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{ckpt}: state.json or recipe.toml is unreadable ({exc})") from None
     tensors = {}
-    for name in FILES:
+    optional = sorted(p.stem for p in ckpt.glob("*.safetensors") if p.stem not in FILES)
+    for name in (*FILES, *optional):
         file = ckpt / f"{name}.safetensors"
         if not file.is_file():
             raise CheckpointError(f"{file}: missing from the checkpoint")
@@ -128,3 +129,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{file}: is damaged or truncated ({exc})") from None
     return Checkpoint(ckpt, tensors, state, recipe_toml)
+
+
+def save_snapshot(root: Path, step: int, groups: dict[str, dict[str, torch.Tensor]],
+                  meta: dict[str, Any]) -> Path:
+    """Write ``root/<step>/`` with one safetensors file per group and ``snapshot.json``.
+
+    Snapshots feed post-hoc EMA and are never pruned; like checkpoints they are written
+    to a temporary directory, fsynced, then renamed, so a crash leaves no half snapshot.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{step:08d}"
+    tmp = root / f".{step:08d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, group in groups.items():
+        path = tmp / f"{name}.safetensors"
+        save_file({k: v.detach().contiguous().cpu() for k, v in group.items()}, str(path))
+        _fsync(path)
+    (tmp / "snapshot.json").write_text(json.dumps(meta, indent=1))
+    _fsync(tmp / "snapshot.json")
+    _fsync(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync(root)
+    return final
+
+
+def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """One safetensors file written atomically (temporary file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+              metadata=metadata)
+    _fsync(tmp)
+    os.replace(tmp, path)
+    return path

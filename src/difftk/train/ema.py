@@ -1,18 +1,25 @@
 """Exponential moving averages of the weights (seed 001 §11).
 
 The EMA is a shadow copy, never used in the training forward pass; it is saved with
-every checkpoint and samples are drawn from it by default.
+every checkpoint and samples are drawn from it by default. A rule may track several
+averaging profiles at once (EDM2's power EMA keeps two, Karras et al. 2024); the first
+is the one sampled. With ``snapshot_every`` the run also saves the raw weights and every
+tracked profile under ``snapshots/`` for post-hoc EMA (seed 001 §11.2).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from difftk.component import Component
+
+Decay = Callable[[int, int], float]
 
 
 class Ema(Component):
@@ -21,31 +28,64 @@ class Ema(Component):
     family: ClassVar[str] = "ema"
     enabled: ClassVar[bool] = True
 
+    snapshot_every: int = Field(0, ge=0, description="save raw weights and EMA profiles to "
+                                "snapshots/ every N optimizer steps for post-hoc EMA (0: never)")
+
     def decay(self, step: int, batch_size: int) -> float:
         """beta after optimizer step ``step`` (1-based): ema <- beta ema + (1 - beta) weights."""
         raise NotImplementedError
 
+    def tracks(self) -> list[tuple[str, Decay]]:
+        """(name, decay) of each averaged copy to keep; the first is sampled from."""
+        return [("ema", self.decay)]
+
+    def profile_metadata(self, name: str) -> dict:
+        """What a snapshot records about the profile ``name`` (post-hoc EMA reads it)."""
+        return {}
+
 
 class EmaModel:
-    """The shadow copy of a module and its update."""
+    """The shadow copies of a module and their update."""
 
     def __init__(self, model: nn.Module, rule: Ema):
         self.rule = rule
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.tracks = rule.tracks()
+        self.shadows = {name: copy.deepcopy(model).eval().requires_grad_(False)
+                        for name, _ in self.tracks}
+        self.module = self.shadows[self.tracks[0][0]]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int, batch_size: int) -> None:
         if not self.rule.enabled:
             return
-        beta = self.rule.decay(step, batch_size)
-        ema = list(self.module.parameters())
         cur = list(model.parameters())
-        torch._foreach_lerp_(ema, cur, 1.0 - beta)
-        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            b_ema.copy_(b)
+        for name, decay in self.tracks:
+            shadow = self.shadows[name]
+            beta = decay(step, batch_size)
+            torch._foreach_lerp_(list(shadow.parameters()), cur, 1.0 - beta)
+            for b_ema, b in zip(shadow.buffers(), model.buffers(), strict=True):
+                b_ema.copy_(b)
 
     def state_dict(self):
+        """The sampled copy: what ``ema.safetensors`` holds."""
         return self.module.state_dict()
 
     def load_state_dict(self, state):
         self.module.load_state_dict(state)
+
+    def extra_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every further tracked copy, keys prefixed by the profile name."""
+        return {f"{name}/{k}": v for name, _ in self.tracks[1:]
+                for k, v in self.shadows[name].state_dict().items()}
+
+    def load_extra_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, _ in self.tracks[1:]:
+            prefix = f"{name}/"
+            self.shadows[name].load_state_dict(
+                {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def snapshot(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        """The raw weights ("model") and every tracked profile, for post-hoc EMA."""
+        out = {"model": model.state_dict()}
+        out.update({name: self.shadows[name].state_dict() for name, _ in self.tracks})
+        return out

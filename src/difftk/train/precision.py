@@ -1,7 +1,10 @@
 """Numeric policies (seed 001 §12): which dtype autocast uses and whether the loss is scaled.
 
-Master weights and optimizer state stay fp32 under every policy; the loss is reduced
-in fp32.
+Master weights and optimizer state stay fp32 under every policy (seed 001 §12.2,
+"Optimizer Update"); the loss is reduced in fp32 by the trainer; gradients are unscaled
+before clipping (seed 001 §12.3). The fp32 islands of seed 001 §12.4 (normalisation,
+softmax, exp/log, reductions, loss, gradient norms) are kept by the architectures, the
+objective and the gradient-norm code, whatever the policy.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import contextlib
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from difftk.component import Component
 
@@ -32,3 +36,9 @@ class Precision(Component):
     def make_scaler(self, device: torch.device):
         """A gradient scaler for policies that need loss scaling; None otherwise."""
         return None
+
+    def prepare(self, device: torch.device, model: nn.Module) -> None:
+        """Set up ``device`` (backend flags) and ``model`` before training.
+
+        Raises a DifftkError with one sentence where the policy cannot run on ``device``.
+        """

@@ -8,19 +8,22 @@ device and are read once per logging interval: no host sync per step.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from difftk.analysis.run_figures import log_run_figures
-from difftk.data.batches import BatchStream
+from difftk.data.batches import batch_stream
+from difftk.diffusion.guidance import drop_labels
 from difftk.errors import CheckpointError, DifftkError, TrainingDivergedError
 from difftk.eval.figures import sample_figure, save_png
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.ema import EmaModel
+from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError, nonfinite_injection
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
 
@@ -73,17 +76,18 @@ class Trainer:
         self.model = self.asm.denoiser
         p = recipe.parts
         self.precision, self.clipping = p["precision"], p["clipping"]
+        self.precision.prepare(self.device, self.model)  # backend flags; refuses what cannot run
         self.optimizer = p["optimizer"].build(self.model.parameters())
         self.base_lr = p["optimizer"].lr
         self.ema = EmaModel(self.model, p["ema"])
         self.scaler = self.precision.make_scaler(self.device)
+        self.guard = NanGuard.from_settings(recipe.train)
+        self.applied = True  # whether the last train_step changed the weights
+        self._inject_nonfinite = nonfinite_injection()  # test hook, environment only
         self.forward = torch.compile(self.model) if recipe.train.compile else self.model
 
         seed = runtime.seed(recipe.run.seed)
-        self.train_x = self.data.train.to(self.device)
-        labels = self.data.train_labels
-        self.batches = BatchStream(self.train_x, labels.to(self.device) if labels is not None
-                                   else None, recipe.train.batch_size, seed + 1)
+        self.batches = batch_stream(self.data, recipe.train.batch_size, seed + 1, self.device)
         self.noise_gen = torch.Generator(self.device).manual_seed(seed + 2)
         self.step = 0
         if resume_from is not None:
@@ -105,6 +109,7 @@ class Trainer:
         try:
             self.model.load_state_dict(ck.tensors["model"])
             self.ema.load_state_dict(ck.tensors["ema"])
+            self.ema.load_extra_state_dict(ck.tensors.get("ema_extra", {}))
             self.optimizer.load_state_dict(
                 ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"]))
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -118,6 +123,7 @@ class Trainer:
             torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
         if self.scaler is not None and "scaler" in ck.state:
             self.scaler.load_state_dict(ck.state["scaler"])
+        self.guard.load_state_dict(ck.state.get("nan_guard", {}))
         self.step = ck.step
 
     def save(self) -> Path | None:
@@ -130,37 +136,132 @@ class Trainer:
                  "kind": self.data.kind}
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        state["nan_guard"] = self.guard.state_dict()
         tensors = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
                    "optimizer": opt_tensors, "rng": self._rng_tensors()}
+        if self.ema.extra_state_dict():
+            tensors["ema_extra"] = self.ema.extra_state_dict()
         return ckpt_io.save_checkpoint(self.ckpt_dir, self.step, tensors, state,
                                        self.recipe.to_toml(), self.recipe.log.keep_last)
 
     # ---------------------------------------------------------------- pieces
     def _lr(self, step: int) -> float:
         warm = self.recipe.train.lr_warmup_steps
-        return self.base_lr * min(1.0, (step + 1) / warm) if warm else self.base_lr
+        lr = self.base_lr * min(1.0, (step + 1) / warm) if warm else self.base_lr
+        return lr * self.guard.lr_scale  # lowered after each NaN-guard restore
+
+    def _condition(self, labels):
+        """The labels the network sees: none for an unconditional model; for a conditional
+        one, a share ``train.label_dropout`` replaced by the null label (index num_classes)."""
+        if not self.spec.num_classes or labels is None:
+            return None
+        return drop_labels(labels, self.recipe.train.label_dropout, self.spec.num_classes,
+                           self.noise_gen)
 
     def train_step(self, x0, labels) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
+        labels = self._condition(labels)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
         with self.precision.autocast(self.device):
             per_sample, levels = self.asm.objective(self.forward, x0, labels, self.noise_gen)
         loss = per_sample.float().mean()
+        if self._inject_nonfinite is not None and self._inject_nonfinite(self.step + 1):
+            loss = loss * float("nan")  # the NaN guard's test hook (DIFFTK_INJECT_NONFINITE)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip true gradients (seed 001 §12.3)
         else:
             loss.backward()
-        norm_before, norm_after = self.clipping.clip(self.model.parameters())
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        norm_before, norm_after = self.clipping.clip_model(self.model)
+        action = self._optimizer_step(loss, norm_before)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.ema.update(self.model, self.step, x0.shape[0])
+        if self.applied:
+            self.ema.update(self.model, self.step, x0.shape[0])
+        if action == "restore":
+            self._recover()
         return per_sample.detach(), levels, norm_before.detach(), norm_after.detach()
+
+    def _optimizer_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str:
+        """Step unless the NaN guard (non-finite loss or gradients) or the loss scaler refuses.
+
+        Sets ``self.applied``; returns the guard's verdict ("ok", "skip", "restore").
+        """
+        if self.guard.enabled:
+            finite = torch.isfinite(loss)
+            if self.scaler is None:  # under a scaler, gradient overflow is its business
+                finite = finite & torch.isfinite(grad_norm)
+            if not bool(finite):  # the one host sync per step the guard costs
+                self.applied = False
+                action = self.guard.bad(self.step + 1)
+                if action == "stop":
+                    raise NonFiniteTrainingError(self._stop_message())
+                return action
+            self.guard.good()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the step if the gradients overflowed
+            self.scaler.update()
+            self.applied = bool(torch.isfinite(grad_norm))
+            self.guard.scaler_skipped += not self.applied
+        else:
+            self.optimizer.step()
+            self.applied = True
+        return "ok"
+
+    def _last_checkpoint(self) -> Path | None:
+        latest = self.ckpt_dir / "latest"
+        return latest.resolve() if latest.exists() else None
+
+    def _stop_message(self) -> str:
+        g = self.guard
+        steps = f"steps {g.first_bad_step} to {self.step + 1}"
+        ck = self._last_checkpoint()
+        kept = f"the last good checkpoint ({ck.name}) is intact" if ck else \
+            "no checkpoint had been written"
+        if g.restores:
+            return (f"the loss or gradients were non-finite for {g.bad_in_row} steps in a row "
+                    f"({steps}) again after {g.restores} restore(s) with the learning rate "
+                    f"lowered to {self._lr(self.step):.3g}; training stopped and {kept}")
+        return (f"the loss or gradients were non-finite for {g.bad_in_row} steps in a row "
+                f"({steps}) and there is no checkpoint to restore; training stopped and {kept}")
+
+    def _recover(self) -> None:
+        """Reload the last checkpoint's weights, optimizer, EMA and loss scale; lower the lr.
+
+        The random streams run on, so the batches that failed are not replayed.
+        """
+        ck_dir = self._last_checkpoint()
+        if ck_dir is None:
+            raise NonFiniteTrainingError(self._stop_message())
+        bad_steps = f"{self.guard.first_bad_step} to {self.step}"
+        ck = ckpt_io.load_checkpoint(ck_dir)
+        counters = self.guard.state_dict()
+        self.model.load_state_dict(ck.tensors["model"])
+        self.ema.load_state_dict(ck.tensors["ema"])
+        self.ema.load_extra_state_dict(ck.tensors.get("ema_extra", {}))
+        self.optimizer.load_state_dict(
+            ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"]))
+        if self.scaler is not None and "scaler" in ck.state:
+            self.scaler.load_state_dict(ck.state["scaler"])
+        self.guard.load_state_dict(counters)  # the counters go on; they are not rolled back
+        self.guard.restored()
+        self.step = ck.step
+        message = (f"non-finite loss or gradients at steps {bad_steps}: restored checkpoint "
+                   f"{ck_dir.name} (step {ck.step}) and lowered the learning rate by "
+                   f"{self.guard.lr_factor:g} to {self._lr(self.step):.3g}")
+        print(f"difftk: {message}", file=sys.stderr)
+        self.logger.text("nan_guard", message, self.step)
+
+    def save_snapshot(self) -> Path | None:
+        """Raw weights and every EMA profile under snapshots/<step>/, for post-hoc EMA."""
+        if not self.runtime.is_main:
+            return None
+        rule = self.ema.rule
+        groups = self.ema.snapshot(self.model)
+        meta = {"step": self.step, "batch_size": self.recipe.train.batch_size,
+                "ema": rule.name, "profiles": {name: rule.profile_metadata(name)
+                                               for name in groups if name != "model"}}
+        return ckpt_io.save_snapshot(self.run_dir / "snapshots", self.step, groups, meta)
 
     @torch.no_grad()
     def validation_loss(self, max_items: int = 512) -> float:
@@ -175,11 +276,30 @@ class Trainer:
         return float(total) / x.shape[0]
 
     @torch.no_grad()
-    def draw_samples(self, n: int, seed: int = 0) -> torch.Tensor:
+    def draw_samples(self, n: int, seed: int = 0, labels=None) -> torch.Tensor:
+        """n samples of the EMA model; a conditional model cycles through the classes
+        unless ``labels`` are given."""
         gen = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn((n, *self.spec.shape), generator=gen, device=self.device)
         sampler = self.recipe.parts["sampler"]
-        return sampler.sample(self.ema.module, noise, gen).x
+        if labels is None and self.spec.num_classes:
+            labels = torch.arange(n, device=self.device) % self.spec.num_classes
+        return sampler.sample(self.ema.module, noise, gen, labels).x
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Sample metrics of the EMA model against the held-out split (eval/metrics.py);
+        a conditional model draws the held-out labels, so the class mix matches."""
+        from difftk.eval.metrics import sample_metrics
+
+        n = self.recipe.log.eval_samples
+        labels = self.data.heldout_labels
+        if self.spec.num_classes and labels is not None:
+            labels = labels.repeat(n // labels.shape[0] + 1)[:n].to(self.device)
+        else:
+            labels = None
+        x = self.draw_samples(n, seed=1, labels=labels)
+        return sample_metrics(x.cpu(), self.data.heldout, self.data.kind)
 
     def write_samples(self, tag: str) -> Path | None:
         if not self.runtime.is_main:
@@ -219,18 +339,19 @@ class Trainer:
             while self.step < r.train.steps:
                 x0, labels = self.batches.next()
                 per_sample, levels, nb, na = self.train_step(x0, labels)
-                log_sigma = torch.log(levels.sigma_edm.to(dev).float())
-                bucket = ((log_sigma - BUCKET_LO) / BUCKET_WIDTH).floor().clamp(0, BUCKETS - 1)
-                bucket_sum.index_add_(0, bucket.long(), per_sample.float())
-                bucket_n.index_add_(0, bucket.long(), torch.ones_like(per_sample, dtype=torch.float))
-                loss_sum += per_sample.float().mean()
-                norm_b += nb.to(dev)
-                norm_a += na.to(dev)
-                clipped += (na < nb * (1 - 1e-6)).float().to(dev)
-                sigmas.append(log_sigma)
-                n_in_window += 1
+                if self.applied:  # skipped steps (NaN guard, fp16 overflow) are counted, not averaged
+                    log_sigma = torch.log(levels.sigma_edm.to(dev).float())
+                    bucket = ((log_sigma - BUCKET_LO) / BUCKET_WIDTH).floor().clamp(0, BUCKETS - 1)
+                    bucket_sum.index_add_(0, bucket.long(), per_sample.float())
+                    bucket_n.index_add_(0, bucket.long(), torch.ones_like(per_sample, dtype=torch.float))
+                    loss_sum += per_sample.float().mean()
+                    norm_b += nb.to(dev)
+                    norm_a += na.to(dev)
+                    clipped += (na < nb * (1 - 1e-6)).float().to(dev)
+                    sigmas.append(log_sigma)
+                    n_in_window += 1
                 step = self.step
-                if step % r.log.every == 0 or step == r.train.steps:
+                if n_in_window and (step % r.log.every == 0 or step == r.train.steps):
                     last_loss = self._flush(step, n_in_window, t_window, loss_sum, bucket_sum,
                                             bucket_n, norm_b, norm_a, clipped, sigmas,
                                             x0.shape[0])
@@ -240,12 +361,19 @@ class Trainer:
                     n_in_window, t_window = 0, time.perf_counter()
                 if r.log.val_every and (step % r.log.val_every == 0 or step == r.train.steps):
                     self.logger.scalar("loss/validation", self.validation_loss(), step)
+                if r.log.eval_every and (step % r.log.eval_every == 0 or step == r.train.steps) \
+                        and self.runtime.is_main:
+                    for key, value in self.evaluate().items():
+                        self.logger.scalar(f"eval/{key}", value, step)
                 if r.log.sample_every and step % r.log.sample_every == 0 \
                         and step != r.train.steps:
                     self.write_samples(f"step_{step:08d}")
                 if r.log.checkpoint_every and step % r.log.checkpoint_every == 0 \
                         and step != r.train.steps:
                     self.save()
+                snapshot_every = self.ema.rule.snapshot_every
+                if snapshot_every and step % snapshot_every == 0:
+                    self.save_snapshot()
                 bar.advance(step, last_loss)
         self.save()
         path = self.write_samples("final")
@@ -273,6 +401,10 @@ class Trainer:
         log.scalar("images_per_second", n * batch / elapsed, step)
         if self.scaler is not None:
             log.scalar("loss_scale", float(self.scaler.get_scale()), step)
+            log.scalar("precision/overflow_skipped_steps", self.guard.scaler_skipped, step)
+        if self.guard.enabled:
+            log.scalar("nan_guard/skipped_steps", self.guard.skipped, step)
+            log.scalar("nan_guard/restores", self.guard.restores, step)
         sums, counts = bucket_sum.cpu(), bucket_n.cpu()
         for i in range(BUCKETS):
             if counts[i] > 0:

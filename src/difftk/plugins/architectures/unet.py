@@ -1,166 +1,272 @@
-"""A DDPM / ADM style U-Net (Ho et al. 2020; Dhariwal & Nichol 2021).
+"""The DDPM / ADM U-Net family (Ho et al. 2020, appendix B; Dhariwal & Nichol 2021, §3).
 
-Residual blocks with GroupNorm, dropout and a scale-shift noise embedding;
-self-attention at chosen resolutions; channel multipliers per level; optional class
-embedding. Normalisation, softmax and the embedding run in fp32 under autocast
-(seed 001 §12.4).
+One layout expresses both: residual blocks GroupNorm-SiLU-conv with the noise embedding
+added (DDPM) or applied as a scale-shift of the second GroupNorm (ADM's AdaGN), dropout,
+a 1x1 skip when the width changes; self-attention at chosen resolutions and in the middle;
+channel multipliers per level; resampling by strided / nearest-neighbour convolutions (DDPM)
+or inside residual blocks (ADM's BigGAN up/down); an optional class embedding added to the
+noise embedding. GroupNorm, attention scores, the noise embedding and the output head run
+in fp32 under autocast (seed 001 §12.4).
 """
 
 from __future__ import annotations
 
-import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
+from torch import Tensor, nn
 
 from difftk.hookspecs import hookimpl
-from difftk.nn.architecture import Architecture, DataSpec
-from difftk.nn.embedding import SinusoidalEmbedding
+from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
+from difftk.nn.attention import attention
+from difftk.nn.checkpointing import run_block
+from difftk.nn.conditioning import LabelEmbedding, NoiseEmbedding
+from difftk.nn.embedding import make_embedding
+from difftk.nn.fp32 import fp32_region, group_norm
+
+Resample = Literal["up", "down"] | None
 
 
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in fp32 whatever the autocast dtype."""
-
-    def forward(self, x):
-        with torch.autocast(x.device.type, enabled=False):
-            return super().forward(x.float()).to(x.dtype)
-
-
-def _norm(ch: int) -> nn.GroupNorm:
-    groups = math.gcd(32, ch)
-    return GroupNorm32(groups, ch)
+def _resample(x: Tensor, how: Resample) -> Tensor:
+    if how == "up":
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    if how == "down":
+        return F.avg_pool2d(x, 2)
+    return x
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
+    """x + conv(dropout(SiLU(GN(conv(SiLU(GN(x))) [+ emb])))), the last conv zero-initialised.
+
+    ``scale_shift``: GN(h) (1 + scale) + shift with (scale, shift) from the embedding (ADM);
+    otherwise the embedding is added before the second GN (DDPM). ``resample`` moves the
+    block between resolutions (ADM's resblock_updown) by nearest upsampling / average pooling.
+    """
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, scale_shift: bool,
+                 resample: Resample = None):
         super().__init__()
-        self.norm1 = _norm(cin)
+        self.scale_shift, self.resample = scale_shift, resample
+        self.norm1 = group_norm(cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = _norm(cout)
+        self.emb = nn.Linear(emb_dim, cout * (2 if scale_shift else 1))
+        self.norm2 = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = F.silu(self.norm1(x))
+        h, x = _resample(h, self.resample), _resample(x, self.resample)
+        h = self.conv1(h)
+        e = self.emb(F.silu(emb))[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
-class Attention(nn.Module):
-    def __init__(self, ch: int, heads: int):
+class AttentionBlock(nn.Module):
+    """x + proj(softmax(q k^T / sqrt(d)) v) over the pixels, q, k, v = 1x1 convs of GN(x)."""
+
+    def __init__(self, channels: int, heads: int, fp32: bool):
         super().__init__()
-        self.heads = heads if ch % heads == 0 else 1
-        self.norm = _norm(ch)
-        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
-        self.proj = nn.Conv2d(ch, ch, 1)
+        self.heads, self.fp32 = heads, fp32
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        q, k, v = (t.transpose(-1, -2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(1))  # [B, heads, HW, d]
+        out = attention(q, k, v, fp32=self.fp32)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-class _UNet(nn.Module):
-    def __init__(self, spec: DataSpec, ch: int, mult: list[int], num_res_blocks: int,
-                 attn_res: list[int], dropout: float, heads: int):
+class Downsample(nn.Module):
+    """Halve the resolution: a stride-2 3x3 conv (DDPM), or 2x2 average pooling."""
+
+    def __init__(self, channels: int, with_conv: bool):
         super().__init__()
-        cin, res = spec.shape[0], spec.shape[-1]
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1) if with_conv else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+
+
+class Upsample(nn.Module):
+    """Double the resolution: nearest neighbour, then a 3x3 conv (DDPM) if ``with_conv``."""
+
+    def __init__(self, channels: int, with_conv: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1) if with_conv else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv(x) if self.conv is not None else x
+
+
+class Stage(nn.Module):
+    """Layers run in sequence; residual blocks also take the embedding. The unit of
+    gradient checkpointing."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        for layer in self.layers:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return h
+
+
+class UNetModel(nn.Module):
+    def __init__(self, spec: DataSpec, cfg: UNet):
+        super().__init__()
+        ch, mult, n_res = cfg.channels, cfg.channel_mult, cfg.num_res_blocks
         emb_dim = 4 * ch
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(ch), nn.Linear(ch, emb_dim), nn.SiLU(),
-                                        nn.Linear(emb_dim, emb_dim))
-        self.label_embed = nn.Embedding(spec.num_classes + 1, emb_dim) if spec.num_classes else None
-        self.inp = nn.Conv2d(cin, ch, 3, padding=1)
+        self.checkpoint, self.channels_last = cfg.checkpoint, cfg.channels_last
+        features = make_embedding(cfg.embedding, ch, cfg.fourier_scale)
+        self.noise_embed = NoiseEmbedding(features, ch, emb_dim)
+        self.label_embed = LabelEmbedding(spec.num_classes, emb_dim) if spec.num_classes else None
+
+        def res(cin, cout, resample=None):
+            return ResBlock(cin, cout, emb_dim, cfg.dropout, cfg.scale_shift, resample)
+
+        def attn(c):
+            return AttentionBlock(c, cfg.heads(c), cfg.attention_fp32)
+
+        resolution = spec.shape[-1]
+        self.inp = nn.Conv2d(spec.shape[0], ch, 3, padding=1)
         self.down = nn.ModuleList()
-        skips = [ch]
-        cur = ch
+        skips, cur = [ch], ch
         for level, m in enumerate(mult):
-            for _ in range(num_res_blocks):
-                blocks = nn.ModuleList([ResBlock(cur, ch * m, emb_dim, dropout)])
+            for _ in range(n_res):
+                layers = [res(cur, ch * m)]
                 cur = ch * m
-                if res in attn_res:
-                    blocks.append(Attention(cur, heads))
-                self.down.append(blocks)
+                if resolution in cfg.attention_resolutions:
+                    layers.append(attn(cur))
+                self.down.append(Stage(*layers))
                 skips.append(cur)
             if level < len(mult) - 1:
-                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                down = res(cur, cur, "down") if cfg.resblock_updown else \
+                    Downsample(cur, cfg.resample_with_conv)
+                self.down.append(Stage(down))
                 skips.append(cur)
-                res //= 2
-        self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, dropout), Attention(cur, heads),
-                                  ResBlock(cur, cur, emb_dim, dropout)])
+                resolution //= 2
+        middle = [res(cur, cur)] + ([attn(cur)] if cfg.mid_attention else []) + [res(cur, cur)]
+        self.mid = Stage(*middle)
         self.up = nn.ModuleList()
         for level, m in reversed(list(enumerate(mult))):
-            for i in range(num_res_blocks + 1):
-                blocks = nn.ModuleList([ResBlock(cur + skips.pop(), ch * m, emb_dim, dropout)])
+            for i in range(n_res + 1):
+                layers = [res(cur + skips.pop(), ch * m)]
                 cur = ch * m
-                if res in attn_res:
-                    blocks.append(Attention(cur, heads))
-                if level > 0 and i == num_res_blocks:
-                    blocks.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                    blocks.append(nn.Conv2d(cur, cur, 3, padding=1))
-                    res *= 2
-                self.up.append(blocks)
-        self.out_norm = _norm(cur)
+                if resolution in cfg.attention_resolutions:
+                    layers.append(attn(cur))
+                if level > 0 and i == n_res:
+                    layers.append(res(cur, cur, "up") if cfg.resblock_updown else
+                                  Upsample(cur, cfg.resample_with_conv))
+                    resolution *= 2
+                self.up.append(Stage(*layers))
+        self.out_norm = group_norm(cur)
         self.out = nn.Conv2d(cur, spec.out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    @staticmethod
-    def _run(blocks, h, emb):
-        for layer in blocks:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        return h
-
-    def forward(self, x, time, labels=None):
-        emb = self.time_embed(time)
+    def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None) -> Tensor:
+        emb = self.noise_embed(time)
         if self.label_embed is not None:
-            if labels is None:  # the null label, index num_classes, for unconditional calls
-                labels = torch.full((x.shape[0],), self.label_embed.num_embeddings - 1,
-                                    device=x.device, dtype=torch.long)
-            emb = emb + self.label_embed(labels)
+            emb = emb + self.label_embed(labels, x.shape[0], x.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.inp(x)
         hs = [h]
-        for blocks in self.down:
-            h = self._run(blocks, h, emb)
+        for stage in self.down:
+            h = run_block(stage, h, emb, enabled=self.checkpoint)
             hs.append(h)
-        h = self._run(self.mid, h, emb)
-        for blocks in self.up:
-            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb)
-        with torch.autocast(x.device.type, enabled=False):  # output head in fp32
-            return self.out(F.silu(self.out_norm(h)).float())
+        h = run_block(self.mid, h, emb, enabled=self.checkpoint)
+        for stage in self.up:
+            h = run_block(stage, torch.cat([h, hs.pop()], dim=1), emb, enabled=self.checkpoint)
+        with fp32_region(h):  # the output head in fp32 (seed 001 §12.4)
+            return self.out(F.silu(self.out_norm(h.float())))
 
 
 class UNet(Architecture):
-    """DDPM/ADM U-Net: ResBlocks with GroupNorm, scale-shift noise embedding, attention."""
+    """DDPM/ADM U-Net: GroupNorm ResBlocks (added or scale-shift embedding), attention, presets."""
 
     name = "unet"
+    PRESETS = {
+        # Ho et al. 2020, appendix B: 35.7M parameters on CIFAR-10.
+        "ddpm_cifar10": dict(channels=128, channel_mult=[1, 2, 2, 2], num_res_blocks=2,
+                             attention_resolutions=[16], dropout=0.1, num_heads=1,
+                             num_head_channels=0, scale_shift=False, resblock_updown=False,
+                             resample_with_conv=True, mid_attention=True),
+        # 8x8 digits: three levels (8, 4, 2), attention at 4x4 and in the 2x2 middle.
+        "digits": dict(channels=32, channel_mult=[1, 2, 2], num_res_blocks=1,
+                       attention_resolutions=[4], dropout=0.0, num_heads=4, num_head_channels=0,
+                       scale_shift=True, resblock_updown=False, resample_with_conv=True,
+                       mid_attention=True),
+        # 28x28 Fashion-MNIST: few channels at full resolution, width and attention at 7x7.
+        "fashion_mnist": dict(channels=24, channel_mult=[1, 2, 4], num_res_blocks=1,
+                              attention_resolutions=[7], dropout=0.0, num_heads=4,
+                              num_head_channels=0, scale_shift=True, resblock_updown=False,
+                              resample_with_conv=True, mid_attention=True),
+    }
+
+    preset: Literal["none", "ddpm_cifar10", "digits", "fashion_mnist"] = Field(
+        "none", description="named layout; fields set beside it override it")
     channels: int = Field(64, ge=8, description="base channel count")
     channel_mult: list[int] = Field([1, 2], min_length=1, description="channel multiplier per level")
     num_res_blocks: int = Field(2, ge=1, description="residual blocks per level")
     attention_resolutions: list[int] = Field(
         [4], description="resolutions (in pixels) with self-attention")
+    mid_attention: bool = Field(True, description="self-attention between the middle ResBlocks")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in residual blocks")
-    num_heads: int = Field(4, ge=1, description="attention heads")
+    num_heads: int = Field(4, ge=1, description="attention heads (when num_head_channels is 0)")
+    num_head_channels: int = Field(
+        0, ge=0, description="channels per attention head (ADM: 64); 0 uses num_heads")
+    scale_shift: bool = Field(
+        True, description="ADM's scale-shift of GroupNorm by the embedding; false adds it (DDPM)")
+    resblock_updown: bool = Field(
+        False, description="resample inside residual blocks (ADM, BigGAN) instead of by convs")
+    resample_with_conv: bool = Field(
+        True, description="3x3 convs in down/upsampling (DDPM); false: pooling / nearest only")
+    embedding: Literal["sinusoidal", "fourier"] = Field(
+        "sinusoidal", description="noise-level features")
+    fourier_scale: float = Field(16.0, gt=0, description="std of the Fourier frequencies")
+    attention_fp32: bool = Field(
+        True, description="attention scores and softmax in fp32 under autocast")
+    checkpoint: bool = Field(False, description="gradient checkpointing per stage (less memory)")
+    channels_last: bool = Field(False, description="NHWC memory format for the convolutions")
+
+    def heads(self, channels: int) -> int:
+        """Attention heads at a width: channels / num_head_channels, or num_heads."""
+        if self.num_head_channels:
+            return max(1, channels // self.num_head_channels)
+        return self.num_heads
 
     def build(self, spec: DataSpec) -> nn.Module:
         if len(spec.shape) != 3:
-            raise ValueError(f"unet takes images (C, H, W), not shape {spec.shape}")
+            raise ArchitectureError(f"unet takes images (C, H, W), not shape {spec.shape}")
         if spec.shape[-1] % 2 ** (len(self.channel_mult) - 1):
-            raise ValueError(f"image size {spec.shape[-1]} is not divisible by "
+            raise ArchitectureError(f"image size {spec.shape[-1]} is not divisible by "
                              f"2^{len(self.channel_mult) - 1} for channel_mult {self.channel_mult}")
-        return _UNet(spec, self.channels, self.channel_mult, self.num_res_blocks,
-                     self.attention_resolutions, self.dropout, self.num_heads)
+        for m in self.channel_mult:
+            width = self.channels * m
+            if width % self.heads(width):
+                raise ArchitectureError(f"width {width} does not split into {self.heads(width)} heads")
+        net = UNetModel(spec, self)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
 
 
 @hookimpl

@@ -1,0 +1,132 @@
+"""What a loss weighting really does: w against logSNR, and its weight on the x0-MSE per target.
+
+A weighting's formula weights either the trained target's MSE or the x0-MSE
+(``relative_to``). Since ||T_hat - T||^2 = k_T ||x0_hat - x0||^2 at fixed x_t (seed 003
+eq. 5.3, 5.7), the weight the x0 error actually receives when training target T is
+w k_T for relative_to = "target" and w for relative_to = "x0". Plotting that effective
+weight for x0, eps and v side by side shows, e.g., that ``uniform`` on an eps-model is
+SNR-weighting of x0 (seed 001 §7).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from difftk.analysis.run_figures import RUN_FIGURES
+from difftk.diffusion.levels import Levels
+
+
+@dataclass
+class WeightCurve:
+    """One weighting evaluated along a schedule: logSNR, w, and the x0-MSE weight per target."""
+
+    label: str
+    relative_to: str
+    log_snr: np.ndarray
+    w: np.ndarray
+    effective: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def levels_for(weighting, schedule, log_snr_range: tuple[float, float], n: int = 241) -> Levels:
+    """The levels a weighting is drawn at: the table's t = 1..T for table weightings,
+    else an even logSNR grid mapped through the schedule (its alpha scale included)."""
+    if weighting.requires_table:
+        return schedule.levels_at(torch.arange(1, schedule.num_steps + 1))
+    grid = torch.linspace(log_snr_range[1], log_snr_range[0], n, dtype=torch.float64)
+    return schedule.levels_from_sigma_edm(torch.exp(-0.5 * grid))
+
+
+def weight_curve(label: str, weighting, targets: dict[str, object], schedule,
+                 log_snr_range: tuple[float, float] = (-10.0, 10.0)) -> WeightCurve:
+    levels = levels_for(weighting, schedule, log_snr_range)
+    levels = Levels(alpha=levels.alpha.double(), sigma=levels.sigma.double(), t=levels.t)
+    w = weighting.at(levels, schedule).double()
+    effective = {}
+    for name, target in targets.items():
+        k = target.x0_error_factor(levels).double()
+        effective[name] = (w if weighting.relative_to == "x0" else w * k).numpy()
+    return WeightCurve(label, weighting.relative_to, levels.log_snr.numpy(), w.numpy(), effective)
+
+
+def write_csv(curves: list[WeightCurve], path: str | Path) -> None:
+    """One row per (weighting, logSNR): name, relative_to, log_snr, w, x0-MSE weight per target."""
+    targets = list(curves[0].effective) if curves else []
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["name", "relative_to", "log_snr", "w", *[f"x0_weight_{t}" for t in targets]])
+        for c in curves:
+            for i in range(len(c.log_snr)):
+                out.writerow([c.label, c.relative_to, f"{c.log_snr[i]:.6g}", f"{c.w[i]:.9g}",
+                              *[f"{c.effective[t][i]:.9g}" for t in targets]])
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    # Log axes cannot show 0; a zero weight is left as a gap rather than clipped.
+    return np.where(values > 0, values, np.nan)
+
+
+def _to_image(fig) -> np.ndarray:
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def draw_weights(curves: list[WeightCurve], title: str = "") -> np.ndarray:
+    """Panel 1: w as its formula states it; one panel per target: the weight on the x0-MSE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = list(curves[0].effective) if curves else []
+    fig, axes = plt.subplots(1, 1 + len(targets), figsize=(4.2 * (1 + len(targets)), 3.8),
+                             dpi=100, squeeze=False)
+    axes = axes[0]
+    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    for i, c in enumerate(curves):
+        color = palette(i % palette.N)
+        axes[0].plot(c.log_snr, _positive(c.w), color=color, label=f"{c.label} (on {c.relative_to})")
+        for ax, target in zip(axes[1:], targets, strict=True):
+            ax.plot(c.log_snr, _positive(c.effective[target]), color=color, label=c.label)
+    axes[0].set_title("w as defined")
+    for ax, target in zip(axes[1:], targets, strict=True):
+        ax.set_title(f"weight on the x0-MSE, {target} target")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("logSNR")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("weight")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    # The legend sits in a margin on the right so it hides no curve.
+    legend_width = 2.2 / fig.get_figwidth()
+    fig.subplots_adjust(right=1 - legend_width)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=7,
+               frameon=False)
+    return _to_image(fig)
+
+
+def run_weight_figure(recipe) -> list[tuple[str, np.ndarray]]:
+    """The run's weighting over its schedule's range, for its own target (TensorBoard at start)."""
+    parts = recipe.parts
+    schedule, target, weighting = parts["schedule"], parts["target"], parts["weight"]
+    lo, hi = schedule.sigma_edm_range()
+    hi = min(hi, 1e4)  # zero terminal SNR: stop at logSNR = -18
+    log_snr_range = (-2 * float(np.log(hi)), -2 * float(np.log(lo)))
+    curve = weight_curve(weighting.name, weighting, {target.name: target}, schedule, log_snr_range)
+    return [("weight", draw_weights([curve], title=f"weight = {weighting.name}, "
+                                                   f"target = {target.name}"))]
+
+
+RUN_FIGURES.append(run_weight_figure)

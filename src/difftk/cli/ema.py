@@ -1,0 +1,47 @@
+"""difftk ema: post-hoc EMA from a run's snapshots (seed 001 §11.2; Karras et al. 2024)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import app, fail
+from difftk.errors import DifftkError
+
+
+@app.command(rich_help_panel="Generation")
+def ema(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with snapshots/ "
+                                                 "(train with ema.snapshot_every=N).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The averaged weights (.safetensors).")],
+    beta: Annotated[float | None, typer.Option(
+        help="Average the raw snapshots with weights proportional to beta^(N - i).")] = None,
+    sigma_rel: Annotated[float | None, typer.Option(
+        "--sigma-rel", help="Reconstruct the power EMA of this relative width from power snapshots.")
+    ] = None,
+    step: Annotated[int | None, typer.Option(
+        help="With --sigma-rel: the snapshot step to reconstruct at (default: the last).")] = None,
+):
+    """Combine saved snapshots into post-hoc EMA weights (by --beta or --sigma-rel)."""
+    try:
+        from difftk.train.checkpoint import save_weights
+        from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
+
+        if (beta is None) == (sigma_rel is None):
+            raise DifftkError("give exactly one of --beta and --sigma-rel")
+        if output.suffix != ".safetensors":
+            raise DifftkError(f"{output}: the output must end in .safetensors")
+        if beta is not None:
+            if not 0 <= beta < 1:
+                raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
+            state, info = posthoc_beta(run_dir, beta)
+        else:
+            state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
+        save_weights(output, state, {"difftk_posthoc_ema": json.dumps(info)})
+    except DifftkError as exc:
+        raise fail(exc) from None
+    what = f"beta {beta}" if beta is not None else f"sigma_rel {sigma_rel} at step {info['step']}"
+    typer.echo(f"post-hoc EMA ({what}) from {len(info['coefficients'])} snapshot files -> {output}")

@@ -1,0 +1,58 @@
+"""difftk info: what a recipe's network costs (parameters, FLOPs per image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import SetOption, app, fail
+from difftk.errors import DifftkError
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise DifftkError(f'--shape "{text}": give positive sizes like 3,32,32 or 2')
+    return shape
+
+
+@app.command(rich_help_panel="Inspection")
+def info(
+    recipe: Annotated[Path, typer.Argument(help="TOML recipe whose [model] to measure.")],
+    set_: SetOption = None,
+    shape: Annotated[str | None, typer.Option(
+        help="Data shape C,H,W (or D) instead of loading the recipe's data, e.g. 3,32,32.")] = None,
+    classes: Annotated[int, typer.Option(
+        help="Number of classes for a class-conditional network (with --shape).")] = 0,
+):
+    """Print the network's parameter count and forward FLOPs per image for a recipe."""
+    try:
+        from difftk.nn.architecture import DataSpec
+        from difftk.nn.cost import human, network_cost
+        from difftk.recipe import load_recipe
+        from difftk.train.assemble import data_spec
+
+        r = load_recipe(recipe, set_)
+        if shape is not None:
+            dims = _parse_shape(shape)
+            learned = r.parts["variance"].learned
+            spec = DataSpec(dims, dims[0] * (2 if learned else 1), classes)
+        else:
+            spec = data_spec(r, r.parts["data"].load())
+        model = r.parts["model"]
+        cost = network_cost(model, spec)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    preset = getattr(model, "preset", "none")
+    typer.echo(f"model: {model.name}" + (f" (preset {preset})" if preset != "none" else ""))
+    typer.echo(f"data: shape {'x'.join(map(str, spec.shape))}, {spec.out_channels} output "
+               f"channels, {spec.num_classes or 'no'} classes")
+    typer.echo(f"parameters: {cost.parameters:,} ({human(cost.parameters)})")
+    typer.echo(f"forward FLOPs per image: {cost.flops:,} ({human(cost.flops)}; "
+               f"{human(cost.flops / 2)} multiply-adds)")
+    typer.echo(f"training FLOPs per image (forward + backward, ~3x): {human(cost.training_flops)}")

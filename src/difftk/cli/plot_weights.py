@@ -1,0 +1,85 @@
+"""difftk plot weights: w against logSNR and the weight each choice puts on the x0-MSE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difftk.cli.app import fail
+from difftk.cli.plot import plot_app
+from difftk.errors import DifftkError
+
+
+def _component(registry, section: str, spec: str, sigma_data: float):
+    """A component from "name" or "name:key=value:key=value" with sigma_data="data" resolved."""
+    from difftk.errors import RecipeError
+    from difftk.families import BY_SECTION
+    from difftk.recipe import parse_value
+
+    name, *settings = spec.split(":")
+    params: dict = {"name": name}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise RecipeError([("", f'"{item}" is not of the form key=value')], spec)
+        params[key.strip()] = parse_value(raw.strip())
+    entry = registry.get(BY_SECTION[section].name, name)
+    if "sigma_data" in entry.cls.model_fields and "sigma_data" not in params:
+        params["sigma_data"] = sigma_data
+    from pydantic import ValidationError
+
+    try:
+        return registry.create(section, params)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in err["loc"]), err["msg"].lower())
+                    for err in exc.errors()]
+        raise RecipeError(problems, spec) from None
+
+
+@plot_app.command("weights")
+def plot_weights(
+    names: Annotated[list[str] | None, typer.Argument(
+        help='Weightings, e.g. min_snr "p2:gamma=1" (default: every installed one).')] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
+        "weights.png"),
+    csv_path: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write the numbers: name, relative_to, log_snr, w, x0 weight per "
+                      "target.")] = None,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", help="Targets whose x0-MSE weight to show (repeatable; default x0, eps, "
+                         "v).")] = None,
+    schedule: Annotated[str, typer.Option(
+        help='Schedule the levels come from ("name" or "name:key=value"); table weightings '
+             "such as elbo are drawn at its t = 1..T.")] = "linear",
+    sigma_data: Annotated[float, typer.Option(help="sigma_data for parts that take one.")] = 0.5,
+    log_snr_min: Annotated[float, typer.Option(help="Left end of the logSNR axis.")] = -10.0,
+    log_snr_max: Annotated[float, typer.Option(help="Right end of the logSNR axis.")] = 10.0,
+):
+    """Draw w against logSNR for each weighting, and the weight it puts on the x0-MSE per target."""
+    try:
+        from difftk.analysis.weight_figures import draw_weights, weight_curve, write_csv
+        from difftk.eval.figures import save_png
+        from difftk.registry import default_registry
+
+        if log_snr_min >= log_snr_max:
+            raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
+        registry = default_registry()
+        specs = names or registry.names("weights")
+        sched = _component(registry, "schedule", schedule, sigma_data)
+        targets = {t: _component(registry, "target", t, sigma_data)
+                   for t in (target or ["x0", "eps", "v"])}
+        curves = []
+        for spec in specs:
+            weighting = _component(registry, "weight", spec, sigma_data)
+            problems = weighting.check({"schedule": sched})
+            if problems:
+                raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
+            curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))
+        save_png(draw_weights(curves, title=f"schedule = {schedule}"), output)
+        if csv_path is not None:
+            write_csv(curves, csv_path)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(f"{len(curves)} weightings -> {output}" + (f", {csv_path}" if csv_path else ""))

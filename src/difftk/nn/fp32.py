@@ -1,0 +1,54 @@
+"""fp32 islands under autocast (seed 001 §12.2 and §12.4).
+
+Normalisation statistics, softmax / attention scores, the noise embedding and the output
+head are numerically fragile: they run in fp32 whatever dtype autocast uses elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+AUTOCAST_DEVICES = {"cpu", "cuda", "xpu", "mps"}
+
+
+def fp32_region(x: Tensor):
+    """A context that switches autocast off on ``x``'s device (a no-op on meta tensors)."""
+    if x.device.type not in AUTOCAST_DEVICES:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, enabled=False)
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm with statistics in fp32; the result keeps the input's dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with fp32_region(x):
+            return super().forward(x.float()).to(x.dtype)
+
+
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm with statistics in fp32; the result keeps the input's dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with fp32_region(x):
+            return super().forward(x.float()).to(x.dtype)
+
+
+class RMSNorm32(nn.RMSNorm):
+    """RMSNorm in fp32 (used for QK-normalisation); the result keeps the input's dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with fp32_region(x):
+            return super().forward(x.float()).to(x.dtype)
+
+
+def group_norm(channels: int, groups: int = 32) -> GroupNorm32:
+    """GroupNorm with ``groups`` groups, or the largest divisor of ``channels`` below it."""
+    return GroupNorm32(_largest_divisor(channels, groups), channels)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(g for g in range(1, min(n, at_most) + 1) if n % g == 0)

@@ -1,0 +1,145 @@
+"""Post-hoc EMA: averages of weights formed after training from saved snapshots.
+
+Two ways (seed 001 §11.2; Karras et al. 2024, "Analyzing and improving the training
+dynamics of diffusion models", §3 and appendix C):
+
+- ``beta``: theta = sum_i w_i theta_i with w_i proportional to beta^(N - i) over the raw
+  weights of the N snapshots, oldest first.
+- ``sigma_rel``: least squares in the space of averaging profiles. Each stored power
+  EMA at step t with exponent gamma is the profile p(tau) = (gamma + 1) tau^gamma / t^(gamma+1)
+  on [0, t]; with A_ij = <p_i, p_j> and b_i = <p_i, q> for the wanted profile q, the
+  coefficients x = A^-1 b (normalised to sum 1) give sum_i x_i theta_i, the stored
+  weights' combination whose profile is closest to q (EDM2 ``solve_posthoc_coefficients``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from difftk.errors import CheckpointError, DifftkError
+
+SNAPSHOTS = "snapshots"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    step: int
+    path: Path
+    meta: dict
+
+    def file(self, profile: str) -> Path:
+        return self.path / f"{profile}.safetensors"
+
+
+def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
+    """The snapshots of a run, oldest first."""
+    root = Path(run_dir) / SNAPSHOTS
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    out = []
+    for d in sorted(root.glob("[0-9]*")) if root.is_dir() else []:
+        try:
+            meta = json.loads((d / "snapshot.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # an incomplete snapshot is never renamed into place; skip strays
+        out.append(Snapshot(int(meta["step"]), d, meta))
+    if not out:
+        raise CheckpointError(f"{run_dir}: holds no EMA snapshots (train with "
+                              f"ema.snapshot_every=N to save them)")
+    return sorted(out, key=lambda s: s.step)
+
+
+def beta_weights(n: int, beta: float) -> np.ndarray:
+    """w_i = beta^(N - i) / sum_j beta^(N - j), i = 1..N (seed 001 §11.2)."""
+    w = beta ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    return w / w.sum()
+
+
+def power_inner(a_t, a_gamma, b_t, b_gamma) -> np.ndarray:
+    """<p_a, p_b> of two power profiles ending at a_t, b_t (EDM2 eq. 151, algorithm 3).
+
+    = (ga + 1)(gb + 1) r^e / ((ga + gb + 1) max(a_t, b_t)), r = a_t / b_t,
+    e = gb where a_t < b_t, else -ga. Broadcasts.
+    """
+    a_t, a_gamma, b_t, b_gamma = (np.asarray(v, dtype=np.float64) for v in (a_t, a_gamma, b_t, b_gamma))
+    ratio = a_t / b_t
+    exponent = np.where(a_t < b_t, b_gamma, -a_gamma)
+    return (a_gamma + 1) * (b_gamma + 1) * ratio**exponent / ((a_gamma + b_gamma + 1) * np.maximum(a_t, b_t))
+
+
+def solve_power_coefficients(in_t, in_gamma, out_t: float, out_gamma: float) -> np.ndarray:
+    """Least-squares coefficients of the stored profiles for the profile (out_t, out_gamma)."""
+    in_t = np.asarray(in_t, dtype=np.float64).reshape(-1, 1)
+    in_gamma = np.asarray(in_gamma, dtype=np.float64).reshape(-1, 1)
+    gram = power_inner(in_t, in_gamma, in_t.T, in_gamma.T)
+    rhs = power_inner(in_t[:, 0], in_gamma[:, 0], out_t, out_gamma)
+    # lstsq, not solve: two snapshots of nearly equal profiles make the Gram matrix singular.
+    x = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    return x / x.sum()
+
+
+def combine(files: list[Path], coefficients: np.ndarray) -> dict[str, torch.Tensor]:
+    """sum_i c_i theta_i over floating tensors, accumulated in float64; others from the last."""
+    out: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for file, c in zip(files, coefficients, strict=True):
+        try:
+            state = load_file(str(file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{file}: is damaged or truncated ({exc})") from None
+        for key, value in state.items():
+            if value.is_floating_point():
+                dtypes[key] = value.dtype
+                out[key] = out.get(key, 0) + float(c) * value.double()
+            else:
+                out[key] = value
+    return {k: v.to(dtypes[k]) if k in dtypes else v for k, v in out.items()}
+
+
+def posthoc_beta(run_dir, beta: float) -> tuple[dict[str, torch.Tensor], dict]:
+    """The beta^(N - i) average of the raw weights of every snapshot."""
+    snaps = [s for s in list_snapshots(run_dir) if s.file("model").is_file()]
+    if not snaps:
+        raise CheckpointError(f"{run_dir}: the snapshots hold no raw weights (model.safetensors)")
+    w = beta_weights(len(snaps), beta)
+    state = combine([s.file("model") for s in snaps], w)
+    return state, {"method": "beta", "beta": beta, "steps": [s.step for s in snaps],
+                   "coefficients": w.tolist()}
+
+
+def posthoc_sigma_rel(run_dir, sigma_rel: float, step: int | None = None
+                      ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Reconstruct the power EMA of width ``sigma_rel`` at ``step`` (default: the last snapshot)."""
+    from difftk.plugins.ema import SIGMA_REL_MAX, sigma_rel_to_gamma
+
+    if not 0 < sigma_rel < SIGMA_REL_MAX:
+        raise DifftkError(f"--sigma-rel must lie in (0, {SIGMA_REL_MAX:.4f}), got {sigma_rel}")
+    snaps = list_snapshots(run_dir)
+    step = snaps[-1].step if step is None else step
+    if step not in {s.step for s in snaps}:
+        raise DifftkError(f"no snapshot at step {step} (snapshots: "
+                          f"{', '.join(str(s.step) for s in snaps)})")
+    files, times, gammas = [], [], []
+    for s in snaps:
+        if not 0 < s.step <= step:
+            continue
+        for name, info in s.meta.get("profiles", {}).items():
+            if "gamma" in info and s.file(name).is_file():
+                files.append(s.file(name))
+                times.append(s.step)
+                gammas.append(info["gamma"])
+    if not files:
+        raise CheckpointError(f"{run_dir}: the snapshots hold no power-EMA profiles; "
+                              f"reconstruction by sigma_rel needs a run with ema.name = \"power\"")
+    x = solve_power_coefficients(times, gammas, step, sigma_rel_to_gamma(sigma_rel))
+    state = combine(files, x)
+    return state, {"method": "sigma_rel", "sigma_rel": sigma_rel, "step": step,
+                   "inputs": [f"{t}:{f.stem}" for t, f in zip(times, files, strict=True)],
+                   "coefficients": x.tolist()}

@@ -1,0 +1,35 @@
+"""difftk memory: the seed 001 §12.5 estimate against the measured peak of a real step (CPU, fp32)."""
+
+from typer.testing import CliRunner
+
+from difftk.cli import app
+from difftk.recipe import load_recipe
+from difftk.train.memory import memory_report
+
+runner = CliRunner()
+SETS = ["model.width=64", "train.batch_size=256"]
+
+
+def test_fp32_estimate_is_within_25_percent_of_the_measured_peak(root):
+    report = memory_report(load_recipe(root / "recipes/toy2d.toml", SETS, warn=False))
+    w = report.weight_bytes
+    assert w == 4 * report.parameters
+    assert report.optimizer_bytes >= 2 * w  # Adam: m and v (plus step counters)
+    assert report.activation_bytes > w  # activations dominate at this batch size
+    estimate = report.budget(mixed=False)["total"]
+    peak = report.measured.peak_bytes
+    assert abs(estimate - peak) / peak < 0.25
+    mixed = report.budget(mixed=True)
+    assert mixed["total"] < estimate and mixed["master weights (fp32)"] == w
+    ck = report.measured_checkpointed
+    assert ck is not None and ck.peak_bytes < peak  # recomputation stores less
+
+
+def test_memory_command_prints_the_budget(root):
+    args = ["memory", str(root / "recipes/toy2d.toml")]
+    for s in SETS:
+        args += ["--set", s]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for word in ("master weights", "optimizer moments", "activations", "measured peak", "bf16/fp16"):
+        assert word in res.output

@@ -1,0 +1,83 @@
+"""The NaN guard: bad steps never touch the weights; persistent ones restore, then stop."""
+
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from difftk.cli import app
+from difftk.recipe import load_recipe
+from difftk.train.nan_guard import INJECT_ENV, NonFiniteTrainingError, nonfinite_injection
+from difftk.train.runtime import make_runtime
+from difftk.train.trainer import Trainer
+
+runner = CliRunner()
+SMALL = ["model.width=16", "model.depth=1", "train.batch_size=32", "log.every=4",
+         "log.num_samples=8", "sampler.steps=2", "log.val_every=0"]
+
+
+def trainer(root, tmp_path, name, *extra):
+    sets = [f'run.out_dir="{tmp_path}"', f'run.name="{name}"', *SMALL, *extra]
+    return Trainer(load_recipe(root / "recipes/toy2d.toml", sets, warn=False), make_runtime("cpu"),
+                   progress=False)
+
+
+def test_injection_hook_parses_single_steps_and_open_ranges():
+    hook = nonfinite_injection("3, 7-")
+    assert [s for s in range(1, 10) if hook(s)] == [3, 7, 8, 9]
+    assert nonfinite_injection("") is None
+
+
+def test_one_nan_step_is_skipped_and_the_run_completes(root, tmp_path, monkeypatch):
+    monkeypatch.setenv(INJECT_ENV, "5")
+    tr = trainer(root, tmp_path, "one", "train.steps=10", "log.checkpoint_every=0")
+    for _ in range(4):
+        tr.train_step(*tr.batches.next())
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    ema_before = {k: v.clone() for k, v in tr.ema.state_dict().items()}
+    tr.train_step(*tr.batches.next())  # step 5: NaN loss
+    assert not tr.applied and tr.guard.skipped == 1
+    assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    assert all(torch.equal(ema_before[k], v) for k, v in tr.ema.state_dict().items())
+    tr.fit()
+    assert tr.step == 10 and tr.guard.skipped == 1 and tr.guard.restores == 0
+    weights = load_file(str(tmp_path / "one/checkpoints/latest/model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert any(not torch.equal(before[k], weights[k]) for k in weights)  # training went on
+
+
+def test_persistent_nan_restores_then_stops_with_exit_code_and_message(root, tmp_path, monkeypatch):
+    monkeypatch.setenv(INJECT_ENV, "6-")
+    sets = [f'run.out_dir="{tmp_path}"', 'run.name="bad"', *SMALL, "train.steps=20",
+            "log.checkpoint_every=4"]
+    args = ["train", str(root / "recipes/toy2d.toml"), "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    res = runner.invoke(app, args)
+    assert res.exit_code == NonFiniteTrainingError.exit_code == 3
+    assert "restored checkpoint 00000004 (step 4) and lowered the learning rate by 0.5" in res.stderr
+    assert "training stopped" in res.stderr and "(00000004) is intact" in res.stderr
+    assert "Traceback" not in res.stderr
+    ck = tmp_path / "bad/checkpoints"
+    assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["00000004"]
+    assert (ck / "latest").resolve().name == "00000004"
+    weights = load_file(str(ck / "00000004/model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    # the checkpoint still holds the state of step 4: resuming it rebuilds a working trainer
+    monkeypatch.delenv(INJECT_ENV)
+    again = Trainer(load_recipe(root / "recipes/toy2d.toml", sets, warn=False), make_runtime("cpu"),
+                    resume=True, progress=False)
+    assert again.step == 4
+
+
+def test_guard_off_leaves_nan_to_the_divergence_check(root, tmp_path, monkeypatch):
+    monkeypatch.setenv(INJECT_ENV, "2-")
+    tr = trainer(root, tmp_path, "off", "train.steps=8", "train.nan_guard=false",
+                 "log.checkpoint_every=0")
+    try:
+        tr.fit()
+    except NonFiniteTrainingError:
+        raise AssertionError("the guard is off") from None
+    except Exception as exc:  # TrainingDivergedError from the logged loss
+        assert "non-finite between steps 1 and 4" in str(exc)
+    else:
+        raise AssertionError("a NaN run must not finish")
