@@ -83,7 +83,7 @@ def test_nan_loss_stops_with_a_sentence_and_keeps_the_checkpoint(root, tmp_path)
     trainer.train_step(*trainer.batches.next())
     trainer.step = 0
     trainer.save()
-    trainer.train_x.fill_(float("nan"))
+    trainer.batches.data.fill_(float("nan"))  # the in-memory training set
     with pytest.raises(TrainingDivergedError, match="non-finite between steps 1 and 10"):
         trainer.fit()
     weights = load_file(str(tmp_path / "nan/checkpoints/00000000/model.safetensors"))

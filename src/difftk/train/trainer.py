@@ -100,9 +100,8 @@ class Trainer:
         out = {f"batches.{k}": v for k, v in self.batches.state().items()}
         out["noise"] = self.noise_gen.get_state()
         out["torch_cpu"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            out["torch_cuda"] = torch.cuda.get_rng_state(self.device if self.device.type ==
-                                                         "cuda" else None)
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's stream
+            out["torch_cuda"] = torch.cuda.get_rng_state(self.device)
         return out
 
     def _restore(self, ck: ckpt_io.Checkpoint) -> None:
@@ -119,7 +118,7 @@ class Trainer:
                                  if k.startswith("batches.")})
         self.noise_gen.set_state(rng["noise"])
         torch.set_rng_state(rng["torch_cpu"])
-        if "torch_cuda" in rng and torch.cuda.is_available():
+        if "torch_cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
         if self.scaler is not None and "scaler" in ck.state:
             self.scaler.load_state_dict(ck.state["scaler"])
