@@ -120,7 +120,8 @@ def draw_weights(curves: list[WeightCurve], title: str = "") -> np.ndarray:
 def run_weight_figure(recipe) -> list[tuple[str, np.ndarray]]:
     """The run's weighting over its schedule's range, for its own target (TensorBoard at start)."""
     parts = recipe.parts
-    schedule, target, weighting = parts["schedule"], parts["target"], parts["weight"]
+    schedule, weighting = parts["schedule"], parts["weight"]
+    target = parts["target"].bind(schedule)  # targets like `mean` need the schedule's table
     lo, hi = schedule.sigma_edm_range()
     hi = min(hi, 1e4)  # zero terminal SNR: stop at logSNR = -18
     log_snr_range = (-2 * float(np.log(hi)), -2 * float(np.log(lo)))

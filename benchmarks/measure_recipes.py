@@ -1,6 +1,6 @@
 """Train recipes and measure what seed 003's tables report: loss, mean MSE, NLL (bits/dim).
 
-    python recipes/foundations/measure.py OUT_DIR RECIPE.toml [--set section.field=value ...]
+    python benchmarks/measure_recipes.py OUT_DIR RECIPE.toml [--set section.field=value ...]
 
 Trains the recipe, then scores the EMA model on the held-out split with
 difftk.eval.nll.nll_bits_per_dim and writes OUT_DIR/<run name>.json and the final sample grid.

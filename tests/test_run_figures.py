@@ -1,0 +1,25 @@
+"""The figures every run logs at start can be drawn for the shipped recipes' parts."""
+
+import numpy as np
+import pytest
+
+from difftk.analysis.run_figures import RUN_FIGURES
+from difftk.recipe import load_recipe
+from difftk.train.assemble import resolve_sigma_data
+
+# One recipe per distinct pairing the figures must handle: EDM, DDPM, the posterior-mean
+# target (needs the schedule's table) and the ELBO weight (a t-space weight).
+RECIPES = ["edm.toml", "ddpm.toml", "foundations/01_direct_direct_vlb.toml",
+           "final_project/02_eps_elbo_weight.toml"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_run_figures_draw_for_shipped_recipes(root, name):
+    recipe = resolve_sigma_data(load_recipe(root / "recipes" / name, warn=False), 0.75)
+    tags = []
+    for figure in RUN_FIGURES:
+        for tag, image in figure(recipe):
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            assert image.std() > 0  # something was drawn
+            tags.append(tag)
+    assert {"schedule", "noise_sampling", "weight"} <= set(tags)
