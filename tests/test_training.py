@@ -157,3 +157,13 @@ def test_truncated_checkpoint_is_one_sentence(short_runs, tmp_path):
     assert "damaged or truncated" in res.stderr and "Traceback" not in res.stderr
     res = _cli("sample", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert res.returncode == 1 and "no such checkpoint" in res.stderr
+
+
+def test_time_limit_stops_early_with_checkpoint_and_samples(root, tmp_path):
+    r = toy_recipe(root, tmp_path, "timed", "train.steps=100000", "train.time_limit=0.002",
+                   "model.width=16", "log.num_samples=8", "sampler.steps=2")
+    trainer = Trainer(r, make_runtime("cpu"), progress=False)
+    grid = trainer.fit()
+    assert 0 < trainer.step < 100000
+    assert grid.is_file()
+    assert (tmp_path / "timed" / "checkpoints" / f"{trainer.step:08d}").is_dir()

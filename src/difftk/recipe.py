@@ -44,6 +44,8 @@ class TrainSection(_Section):
     batch_size: int = Field(128, ge=1, description="images per optimizer step")
     lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
     compile: bool = Field(False, description="torch.compile the network")
+    time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "
+                              "(0: no limit), with a checkpoint and samples as at the last step")
     nan_guard: bool = Field(True, description="skip steps whose loss or gradients are non-finite "
                             "(costs one host sync per step)")
     nan_patience: int = Field(3, ge=1, description="non-finite steps in a row before the last "

@@ -30,7 +30,7 @@ from difftk.train.runtime import Runtime
 # Loss-by-noise-level buckets: ln(EDM sigma) in [-6, 6) split into 8 bins.
 BUCKET_LO, BUCKET_WIDTH, BUCKETS = -6.0, 1.5, 8
 # Settings that may change between an interrupted run and its resumption.
-RESUMABLE = {("train", "steps"), ("run", "device")}
+RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device")}
 
 
 def _recipe_difference(a: dict, b: dict) -> str | None:
@@ -333,6 +333,7 @@ class Trainer:
         self.model.train()
         from difftk.train.progress import training_progress
 
+        t_start = time.perf_counter()
         with training_progress(r.train.steps, self.step, enabled=self.progress and
                                self.runtime.is_main) as bar:
             while self.step < r.train.steps:
@@ -374,6 +375,8 @@ class Trainer:
                 if snapshot_every and step % snapshot_every == 0:
                     self.save_snapshot()
                 bar.advance(step, last_loss)
+                if r.train.time_limit and time.perf_counter() - t_start > 60 * r.train.time_limit:
+                    break
         self.save()
         path = self.write_samples("final")
         self.logger.close()
