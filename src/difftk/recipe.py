@@ -259,3 +259,27 @@ def recipe_from_text(text: str, registry=None, source: str = "recipe") -> Recipe
     return validate(tomllib.loads(text), registry or default_registry(), source)
 
 
+
+
+def component_from_spec(section: str, spec: str, registry=None, defaults: dict | None = None):
+    """A component of a recipe section from "name" or "name:key=value:key=value" (the NAMES
+    that difftk plot commands take). ``defaults`` fill parameters the component has and the
+    spec leaves out (e.g. a sigma_data for plots, where there is no data set)."""
+    from difftk.registry import default_registry
+
+    registry = registry or default_registry()
+    name, *settings = spec.split(":")
+    params: dict[str, Any] = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise RecipeError([("", f'"{item}" is not of the form key=value')], spec)
+        params[key.strip()] = parse_value(raw.strip())
+    entry = registry.get(BY_SECTION[section].name, name)  # unknown names: did-you-mean
+    for key, value in (defaults or {}).items():
+        if key in entry.cls.model_fields and key not in params:
+            params[key] = value
+    try:
+        return entry.cls.model_validate(params)
+    except ValidationError as exc:
+        raise RecipeError(_errors(exc, section, entry.cls), spec) from None

@@ -69,7 +69,7 @@ def draw_histograms(draws: list[Draws], title: str = "",
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from difftk.analysis.schedule_figures import figure_to_image
+    from difftk.eval.figures import figure_to_image
 
     lo, hi = np.log(sigma_range[0]), np.log(sigma_range[1])
     edges = np.linspace(lo, hi, bins + 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from difftk.analysis.run_figures import RUN_FIGURES
+from difftk.eval.figures import figure_to_image
 
 LOG_SNR_FLOOR = -20.0  # where -inf (zero terminal SNR) is drawn
 
@@ -66,15 +67,6 @@ def write_csv(curves: list[ScheduleCurve], path: str | Path) -> None:
                 out.writerow([c.label, c.variant or "plain", f"{c.t[i]:.6g}", f"{c.fraction[i]:.6g}",
                               f"{c.alpha[i]:.9g}", f"{c.sigma[i]:.9g}", f"{c.alpha[i] ** 2:.9g}",
                               f"{ls[i]:.9g}"])
-
-
-def figure_to_image(fig) -> np.ndarray:
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
 
 
 def draw_schedules(curves: list[ScheduleCurve], title: str = "") -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 
 from difftk.analysis.run_figures import RUN_FIGURES
 from difftk.diffusion.levels import Levels
+from difftk.eval.figures import figure_to_image
 
 
 @dataclass
@@ -72,15 +73,6 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
-def _to_image(fig) -> np.ndarray:
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
-
-
 def draw_weights(curves: list[WeightCurve], title: str = "") -> np.ndarray:
     """Panel 1: w as its formula states it; one panel per target: the weight on the x0-MSE."""
     import matplotlib
@@ -114,7 +106,7 @@ def draw_weights(curves: list[WeightCurve], title: str = "") -> np.ndarray:
     fig.subplots_adjust(right=1 - legend_width)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=7,
                frameon=False)
-    return _to_image(fig)
+    return figure_to_image(fig)
 
 
 def run_weight_figure(recipe) -> list[tuple[str, np.ndarray]]:

@@ -33,8 +33,8 @@ def plot_noise_sampling(
     """Histogram ln sigma of many draws from each distribution, over its stated density."""
     try:
         from difftk.analysis.noise_sampling_figures import draw_histograms, draw_log_sigma, write_csv
-        from difftk.cli.plot_schedules import component_from_spec
         from difftk.eval.figures import save_png
+        from difftk.recipe import component_from_spec
         from difftk.registry import default_registry
 
         if not 0 < sigma_min < sigma_max:

@@ -12,32 +12,6 @@ from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-def component_from_spec(section: str, spec: str):
-    """A component of a recipe section from "name" or "name:key=value:key=value"."""
-    from pydantic import ValidationError
-
-    from difftk.errors import RecipeError
-    from difftk.families import BY_SECTION
-    from difftk.recipe import parse_value
-    from difftk.registry import default_registry
-
-    name, *settings = spec.split(":")
-    params: dict = {"name": name}
-    for item in settings:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise RecipeError([("", f'"{item}" is not of the form key=value')], spec)
-        params[key.strip()] = parse_value(raw.strip())
-    registry = default_registry()
-    registry.get(BY_SECTION[section].name, name)  # unknown names: did-you-mean
-    try:
-        return registry.create(section, params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise RecipeError([(where, err["msg"])], spec) from None
-
-
 @plot_app.command("schedules")
 def plot_schedules(
     names: Annotated[list[str] | None, typer.Argument(
@@ -54,6 +28,7 @@ def plot_schedules(
     try:
         from difftk.analysis.schedule_figures import draw_schedules, schedule_curves, write_csv
         from difftk.eval.figures import save_png
+        from difftk.recipe import component_from_spec
         from difftk.registry import default_registry
 
         specs = names or default_registry().names("schedules")

@@ -12,32 +12,6 @@ from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-def _component(registry, section: str, spec: str, sigma_data: float):
-    """A component from "name" or "name:key=value:key=value" with sigma_data="data" resolved."""
-    from difftk.errors import RecipeError
-    from difftk.families import BY_SECTION
-    from difftk.recipe import parse_value
-
-    name, *settings = spec.split(":")
-    params: dict = {"name": name}
-    for item in settings:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise RecipeError([("", f'"{item}" is not of the form key=value')], spec)
-        params[key.strip()] = parse_value(raw.strip())
-    entry = registry.get(BY_SECTION[section].name, name)
-    if "sigma_data" in entry.cls.model_fields and "sigma_data" not in params:
-        params["sigma_data"] = sigma_data
-    from pydantic import ValidationError
-
-    try:
-        return registry.create(section, params)
-    except ValidationError as exc:
-        problems = [(".".join(str(p) for p in err["loc"]), err["msg"].lower())
-                    for err in exc.errors()]
-        raise RecipeError(problems, spec) from None
-
-
 @plot_app.command("weights")
 def plot_weights(
     names: Annotated[list[str] | None, typer.Argument(
@@ -61,18 +35,19 @@ def plot_weights(
     try:
         from difftk.analysis.weight_figures import draw_weights, weight_curve, write_csv
         from difftk.eval.figures import save_png
+        from difftk.recipe import component_from_spec
         from difftk.registry import default_registry
 
         if log_snr_min >= log_snr_max:
             raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
         registry = default_registry()
         specs = names or registry.names("weights")
-        sched = _component(registry, "schedule", schedule, sigma_data)
-        targets = {t: _component(registry, "target", t, sigma_data)
+        sched = component_from_spec("schedule", schedule, registry, {"sigma_data": sigma_data})
+        targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
                    for t in (target or ["x0", "eps", "v"])}
         curves = []
         for spec in specs:
-            weighting = _component(registry, "weight", spec, sigma_data)
+            weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
             problems = weighting.check({"schedule": sched})
             if problems:
                 raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")

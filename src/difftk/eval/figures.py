@@ -46,6 +46,13 @@ def scatter_image(x: torch.Tensor, reference: torch.Tensor | None = None) -> np.
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
+    return figure_to_image(fig)
+
+
+def figure_to_image(fig) -> np.ndarray:
+    """A matplotlib figure as an HxWx3 uint8 array (for PNG files and TensorBoard); closes it."""
+    import matplotlib.pyplot as plt
+
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
