@@ -56,25 +56,35 @@ def optimizer_state(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Tensor]],
-                    state: dict[str, Any], recipe_toml: str, keep_last: int) -> Path:
+def write_step_dir(root: Path, step: int, groups: dict[str, dict[str, torch.Tensor]],
+                   texts: dict[str, str]) -> Path:
+    """Write ``root/<step>/`` atomically: one safetensors file per group plus text files,
+    each fsynced in a temporary directory that is then renamed into place."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{step:08d}"
     tmp = root / f".{step:08d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    for name, group in tensors.items():
+    for name, group in groups.items():
         path = tmp / f"{name}.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in group.items()}, str(path))
         _fsync(path)
-    for name, text in (("state.json", json.dumps(state, indent=1)), ("recipe.toml", recipe_toml)):
+    for name, text in texts.items():
         (tmp / name).write_text(text)
         _fsync(tmp / name)
     _fsync(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
+    _fsync(root)
+    return final
+
+
+def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Tensor]],
+                    state: dict[str, Any], recipe_toml: str, keep_last: int) -> Path:
+    final = write_step_dir(root, step, tensors, {"state.json": json.dumps(state, indent=1),
+                                                 "recipe.toml": recipe_toml})
     link_tmp = root / ".latest.tmp"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
@@ -136,26 +146,9 @@ def save_snapshot(root: Path, step: int, groups: dict[str, dict[str, torch.Tenso
     """Write ``root/<step>/`` with one safetensors file per group and ``snapshot.json``.
 
     Snapshots feed post-hoc EMA and are never pruned; like checkpoints they are written
-    to a temporary directory, fsynced, then renamed, so a crash leaves no half snapshot.
+    atomically, so a crash leaves no half snapshot.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{step:08d}"
-    tmp = root / f".{step:08d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name, group in groups.items():
-        path = tmp / f"{name}.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in group.items()}, str(path))
-        _fsync(path)
-    (tmp / "snapshot.json").write_text(json.dumps(meta, indent=1))
-    _fsync(tmp / "snapshot.json")
-    _fsync(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync(root)
-    return final
+    return write_step_dir(root, step, groups, {"snapshot.json": json.dumps(meta, indent=1)})
 
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
