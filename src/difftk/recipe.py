@@ -283,3 +283,24 @@ def component_from_spec(section: str, spec: str, registry=None, defaults: dict |
         return entry.cls.model_validate(params)
     except ValidationError as exc:
         raise RecipeError(_errors(exc, section, entry.cls), spec) from None
+
+
+def sampler_with_overrides(recipe: Recipe, name: str | None = None, steps: int | None = None,
+                           guidance: float | None = None, sets: list[str] | None = None,
+                           registry=None):
+    """The recipe's sampler with a command line's changes (--sampler, --steps, --guidance,
+    --set), validated against the rest of the recipe (e.g. ddpm needs a table)."""
+    from difftk.registry import default_registry
+
+    data = recipe.to_dict()
+    overrides = list(sets or [])
+    if name is not None:
+        overrides.insert(0, f'sampler.name="{name}"')
+    if steps is not None:
+        overrides.append(f"sampler.steps={steps}")
+    if guidance is not None:
+        overrides.append(f"sampler.guidance={guidance}")
+    problems = apply_overrides(data, overrides)
+    if problems:
+        raise RecipeError(problems, "--set")
+    return validate(data, registry or default_registry(), "--set").parts["sampler"]

@@ -14,22 +14,9 @@ from difftk.errors import DifftkError, RecipeError
 
 def _sampler(recipe, name: str | None, steps: int | None, guidance: float | None,
              sets: list[str]):
-    """The recipe's sampler with the command line's changes, validated against the recipe."""
-    from difftk.recipe import apply_overrides, validate
-    from difftk.registry import default_registry
+    from difftk.recipe import sampler_with_overrides
 
-    data = recipe.to_dict()
-    overrides = list(sets)
-    if name is not None:
-        overrides.insert(0, f'sampler.name="{name}"')
-    if steps is not None:
-        overrides.append(f"sampler.steps={steps}")
-    if guidance is not None:
-        overrides.append(f"sampler.guidance={guidance}")
-    problems = apply_overrides(data, overrides)
-    if problems:
-        raise RecipeError(problems, "--set")
-    return validate(data, default_registry(), "--set").parts["sampler"]
+    return sampler_with_overrides(recipe, name, steps, guidance, sets)
 
 
 def _speed_samplers(recipe, names: str | None, steps: int | None, guidance: float | None):

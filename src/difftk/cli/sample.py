@@ -40,8 +40,7 @@ def sample(
         import torch
 
         from difftk.eval.figures import sample_figure, save_png
-        from difftk.recipe import validate
-        from difftk.registry import default_registry
+        from difftk.recipe import sampler_with_overrides
         from difftk.train.restore import restore
         from difftk.train.runtime import make_runtime
 
@@ -49,28 +48,13 @@ def sample(
             raise DifftkError(f"{output}: the output must end in .png or .npz")
         dev = make_runtime(device).device
         restored = restore(checkpoint, dev, use_ema=ema)
-        data = restored.recipe.to_dict()
-        overrides = list(set_ or [])
-        if sampler is not None:
-            overrides.insert(0, f'sampler.name="{sampler}"')
-        if steps is not None:
-            overrides.append(f"sampler.steps={steps}")
-        if guidance is not None:
-            overrides.append(f"sampler.guidance={guidance}")
         classes = restored.spec.num_classes
         if label and not classes:
             raise DifftkError(f"{checkpoint}: --label needs a class-conditional model "
                               "(train.class_conditional = true)")
         if label and not all(0 <= k < classes for k in label):
             raise DifftkError(f"--label must lie in 0..{classes - 1}")
-        from difftk.recipe import apply_overrides
-
-        problems = apply_overrides(data, overrides)
-        if problems:
-            from difftk.errors import RecipeError
-
-            raise RecipeError(problems, "--set")
-        chosen = validate(data, default_registry(), "--set").parts["sampler"]
+        chosen = sampler_with_overrides(restored.recipe, sampler, steps, guidance, set_)
         gen = torch.Generator(dev).manual_seed(seed)
         noise = torch.randn((n, *restored.spec.shape), generator=gen, device=dev)
         result = chosen.sample(restored.denoiser, noise, gen, list(label) if label else None)
