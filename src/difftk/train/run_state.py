@@ -20,9 +20,20 @@ from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.ema import EmaModel
 from difftk.train.nan_guard import NanGuard
+from difftk.train.runtime import Runtime
+from difftk.train.strategy import (
+    full_optimizer,
+    full_state_dict,
+    gathered,
+    load_full_state_dict,
+    shard_optimizer_state,
+)
 
-# Settings that may change between an interrupted run and its resumption.
-RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device")}
+# Settings that may change between an interrupted run and its resumption: how the work is
+# spread (processes, accumulation, sharding) does not change the result, and a run directory
+# may move (to another disk or machine).
+RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device"), ("run", "out_dir"),
+             ("train", "grad_accumulation"), ("train", "strategy")}
 
 
 def recipe_difference(a: dict, b: dict) -> str | None:
@@ -69,14 +80,13 @@ class RunState:
     recipe: Recipe
     spec: DataSpec
     kind: str  # "image" or "vector": how samples are drawn and compared
-    device: torch.device
+    runtime: Runtime
     model: nn.Module
     ema: EmaModel
     optimizer: torch.optim.Optimizer
     scaler: object | None  # the precision policy's loss scaler
     guard: NanGuard
     batches: object  # data.batches.BatchStream
-    noise_gen: torch.Generator
     step: int = 0
 
     @property
@@ -88,15 +98,29 @@ class RunState:
         return latest.resolve() if latest.exists() else None
 
     def _rng_tensors(self) -> dict[str, torch.Tensor]:
+        """The batch plan's position and rank 0's own stream (what the network draws, e.g.
+        dropout); the noise of each step is keyed by its number (train/draws.py)."""
         out = {f"batches.{k}": v for k, v in self.batches.state().items()}
-        out["noise"] = self.noise_gen.get_state()
         out["torch_cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":  # dropout on the GPU draws from the device's stream
-            out["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        device = self.runtime.device
+        if device.type == "cuda":  # dropout on the GPU draws from the device's stream
+            out["torch_cuda"] = torch.cuda.get_rng_state(device)
         return out
 
-    def save(self) -> Path:
-        opt_tensors, opt_meta = ckpt_io.optimizer_tensors(self.optimizer)
+    def save(self) -> Path | None:
+        """Every process calls this (gathering sharded weights is a collective); rank 0
+        writes, and the others wait until the checkpoint is on disk."""
+        tensors = {"model": full_state_dict(self.model), "ema": gathered(self.ema.state_dict()),
+                   "rng": self._rng_tensors()}
+        extra = gathered(self.ema.extra_state_dict())
+        opt_tensors, opt_meta = ckpt_io.optimizer_tensors(full_optimizer(self.optimizer))
+        path = None
+        if self.runtime.is_main:
+            path = self._write(tensors, extra, opt_tensors, opt_meta)
+        self.runtime.barrier()
+        return path
+
+    def _write(self, tensors, extra, opt_tensors, opt_meta) -> Path:
         state = {"step": self.step, "optimizer": opt_meta,
                  "spec": {"shape": list(self.spec.shape), "out_channels": self.spec.out_channels,
                           "num_classes": self.spec.num_classes},
@@ -104,10 +128,9 @@ class RunState:
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         state["nan_guard"] = self.guard.state_dict()
-        tensors = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                   "optimizer": opt_tensors, "rng": self._rng_tensors()}
-        if self.ema.extra_state_dict():
-            tensors["ema_extra"] = self.ema.extra_state_dict()
+        tensors = {**tensors, "optimizer": opt_tensors}
+        if extra:
+            tensors["ema_extra"] = extra
         return ckpt_io.save_checkpoint(self.ckpt_dir, self.step, tensors, state,
                                        self.recipe.to_toml(), self.recipe.log.keep_last)
 
@@ -116,12 +139,13 @@ class RunState:
         the random streams and the NaN guard's counters (resuming), without them the
         streams run on and the counters go on (the NaN guard's restore)."""
         try:
-            self.model.load_state_dict(ck.tensors["model"])
+            load_full_state_dict(self.model, ck.tensors["model"])
             self.ema.load_state_dict(ck.tensors["ema"])
             self.ema.load_extra_state_dict(ck.tensors.get("ema_extra", {}))
-            self.optimizer.load_state_dict(
-                ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"]))
-        except (RuntimeError, KeyError, ValueError) as exc:
+            self.optimizer.load_state_dict(shard_optimizer_state(
+                self.optimizer,
+                ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"])))
+        except (RuntimeError, KeyError, ValueError, IndexError) as exc:
             raise CheckpointError(f"{ck.path}: does not fit this recipe's model ({exc})") from None
         if self.scaler is not None and "scaler" in ck.state:
             self.scaler.load_state_dict(ck.state["scaler"])
@@ -129,18 +153,24 @@ class RunState:
             rng = ck.tensors["rng"]
             self.batches.load_state({k.split(".", 1)[1]: v for k, v in rng.items()
                                      if k.startswith("batches.")})
-            self.noise_gen.set_state(rng["noise"])
-            torch.set_rng_state(rng["torch_cpu"])
-            if "torch_cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
+            device = self.runtime.device
+            if self.runtime.is_main:  # the other ranks' own streams start afresh
+                torch.set_rng_state(rng["torch_cpu"])
+                if "torch_cuda" in rng and device.type == "cuda":
+                    torch.cuda.set_rng_state(rng["torch_cuda"], device)
+            else:
+                torch.manual_seed(self.runtime.seed(self.recipe.run.seed) + ck.step)
             self.guard.load_state_dict(ck.state.get("nan_guard", {}))
         self.step = ck.step
 
-    def save_snapshot(self) -> Path:
-        """Raw weights and every EMA profile under snapshots/<step>/, for post-hoc EMA."""
+    def save_snapshot(self) -> Path | None:
+        """Raw weights and every EMA profile under snapshots/<step>/, for post-hoc EMA
+        (gathered by every process, written by rank 0)."""
         rule = self.ema.rule
-        groups = self.ema.snapshot(self.model)
+        groups = {name: gathered(group) for name, group in self.ema.snapshot(self.model).items()}
         meta = {"step": self.step, "batch_size": self.recipe.train.batch_size,
                 "ema": rule.name, "profiles": {name: rule.profile_metadata(name)
                                                for name in groups if name != "model"}}
+        if not self.runtime.is_main:
+            return None
         return ckpt_io.save_snapshot(self.run_dir / "snapshots", self.step, groups, meta)

@@ -16,9 +16,11 @@ import torch
 
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream
+from difftk.errors import DifftkError
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
+from difftk.train.draws import StepNoise
 from difftk.train.ema import EmaModel
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
@@ -27,6 +29,17 @@ from difftk.train.run_logger import RunLogger
 from difftk.train.run_state import RunState, check_resumable, checkpoint_to_resume
 from difftk.train.runtime import Runtime
 from difftk.train.step import OptimisationStep, StepResult
+from difftk.train.strategy import distribute
+
+
+def check_batch_split(batch_size: int, world_size: int, accumulation: int) -> int:
+    """The global batch, once it splits evenly into world_size x accumulation micro-batches."""
+    parts = world_size * accumulation
+    if batch_size % parts:
+        raise DifftkError(f"train.batch_size {batch_size} (the global batch) does not split into "
+                          f"{world_size} process(es) x train.grad_accumulation {accumulation} equal "
+                          f"micro-batches; make it a multiple of {parts}")
+    return batch_size
 
 
 class Trainer:
@@ -43,33 +56,43 @@ class Trainer:
         if resume_from is not None:
             check_resumable(resume_from, recipe)
         self.recipe = recipe
+        t = recipe.train
+        global_batch = check_batch_split(min(t.batch_size, self.data.train.shape[0]),
+                                         runtime.world_size, t.grad_accumulation)
         self.spec = data_spec(recipe, self.data)
         self.asm = assemble(recipe, self.spec, device)
+        torch.manual_seed(runtime.seed(recipe.run.seed))  # this rank's stream (dropout)
         self.model = self.asm.denoiser
         p = recipe.parts
         self.precision = p["precision"]
         self.precision.prepare(device, self.model)  # backend flags; refuses what cannot run
+        self.scaler = self.precision.make_scaler(device)
+        if self.scaler is not None and runtime.distributed and t.strategy == "fsdp":
+            raise DifftkError("a loss-scaled precision (fp16) cannot run under "
+                              'train.strategy = "fsdp"; use precision.name = "bf16"')
+        forward = distribute(self.model, t.strategy, runtime)
         self.optimizer = p["optimizer"].build(self.model.parameters())
         self.base_lr = p["optimizer"].lr
         self.ema = EmaModel(self.model, p["ema"])
-        self.scaler = self.precision.make_scaler(device)
-        self.guard = NanGuard.from_settings(recipe.train)
-        forward = torch.compile(self.model) if recipe.train.compile else self.model
+        self.guard = NanGuard.from_settings(t)
+        forward = torch.compile(forward) if t.compile else forward
 
-        seed = runtime.seed(recipe.run.seed)
-        self.batches = batch_stream(self.data, recipe.train.batch_size, seed + 1, device)
-        noise_gen = torch.Generator(device).manual_seed(seed + 2)
+        self.batches = batch_stream(self.data, t.batch_size, recipe.run.seed + 1, device,
+                                    runtime.rank, runtime.world_size)
+        noise = StepNoise(recipe.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
+                          p["schedule"], t.label_dropout if self.spec.num_classes else 0.0,
+                          device, self.data.train.dtype)
         self.optimisation_step = OptimisationStep(
             self.model, forward, self.asm.objective, self.optimizer, self.precision, self.scaler,
-            p["clipping"], self.ema, self.guard, self.spec.num_classes,
-            recipe.train.label_dropout, noise_gen, device)
-        self.state = RunState(self.run_dir, recipe, self.spec, self.data.kind, device, self.model,
-                              self.ema, self.optimizer, self.scaler, self.guard, self.batches,
-                              noise_gen)
+            p["clipping"], self.ema, self.guard, self.spec.num_classes, noise, runtime,
+            t.grad_accumulation)
+        self.state = RunState(self.run_dir, recipe, self.spec, self.data.kind, runtime,
+                              self.model, self.ema, self.optimizer, self.scaler, self.guard,
+                              self.batches)
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective, p["sampler"],
-                               self.data, self.spec, device)
+                               self.data, self.spec, runtime)
         self.logger = RunLogger(self.run_dir / "tb", runtime.is_main and recipe.log.tensorboard)
 
     @property
@@ -130,11 +153,11 @@ class Trainer:
         self.logger.text("nan_guard", message, self.step)
 
     def save(self) -> Path | None:
-        return self.state.save() if self.runtime.is_main else None
+        """A checkpoint (every process calls this; rank 0 writes; the others wait for it)."""
+        return self.state.save()
 
     def write_samples(self, tag: str) -> Path | None:
-        if not self.runtime.is_main:
-            return None
+        """A sample grid (drawn in shards by every process; rank 0 writes it)."""
         return self.monitor.write_samples(self.recipe.log.num_samples,
                                           self.run_dir / "samples" / f"{tag}.png",
                                           self.logger, self.step)
@@ -164,7 +187,7 @@ class Trainer:
         from difftk.train.progress import training_progress
 
         self._start_run_directory()
-        window = MetricWindow(self.device)
+        window = MetricWindow(self.runtime, self.optimisation_step.noise.batch_size)
         last_loss = math.nan
         self.model.train()
         cadence = Cadence.of(self.recipe)
@@ -174,11 +197,11 @@ class Trainer:
                 x0, labels = self.batches.next()
                 result = self.train_step(x0, labels)
                 if result.applied:
-                    window.add(result, x0.shape[0])
+                    window.add(result)
                 flushed = self._periodic(cadence, window)
                 last_loss = last_loss if flushed is None else flushed
                 bar.advance(self.step, last_loss)
-                if cadence.out_of_time():
+                if cadence.time_limit_s and self.runtime.any_true(cadence.out_of_time()):
                     break
         self.save()
         path = self.write_samples("final")
@@ -193,13 +216,13 @@ class Trainer:
                                    self.state.last_checkpoint())
         if cadence.validate(step):
             self.logger.scalar("loss/validation", self.monitor.validation_loss(), step)
-        if cadence.evaluate(step) and self.runtime.is_main:
+        if cadence.evaluate(step):
             for key, value in self.monitor.evaluate(self.recipe.log.eval_samples).items():
                 self.logger.scalar(f"eval/{key}", value, step)
         if cadence.samples(step):
             self.write_samples(f"step_{step:08d}")
         if cadence.checkpoint(step):
             self.save()
-        if cadence.snapshot(step) and self.runtime.is_main:
+        if cadence.snapshot(step):
             self.state.save_snapshot()
         return flushed
