@@ -14,7 +14,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -41,7 +41,12 @@ class TrainSection(_Section):
     """The optimisation loop."""
 
     steps: int = Field(1000, ge=1, description="optimizer steps in total")
-    batch_size: int = Field(128, ge=1, description="images per optimizer step")
+    batch_size: int = Field(128, ge=1, description="images per optimizer step, over all "
+                            "processes (the global batch)")
+    grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step on "
+                                   "each process (same result, a fraction of the memory)")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: ddp (a whole "
+                                             "copy per device) or fsdp (FSDP2, sharded)")
     lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
     compile: bool = Field(False, description="torch.compile the network")
     time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "

@@ -75,7 +75,7 @@ def eval_command(
     try:
         import torch
 
-        from difftk.train.restore import restore
+        from difftk.train.assemble import restore
         from difftk.train.runtime import make_runtime
 
         dev = make_runtime(device).device

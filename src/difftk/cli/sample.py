@@ -41,7 +41,7 @@ def sample(
 
         from difftk.eval.figures import sample_figure, save_png
         from difftk.recipe import sampler_with_overrides
-        from difftk.train.restore import restore
+        from difftk.train.assemble import restore
         from difftk.train.runtime import make_runtime
 
         if output.suffix not in (".png", ".npz"):

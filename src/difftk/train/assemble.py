@@ -1,4 +1,9 @@
-"""From a validated recipe to the objects a run uses: data, denoiser, objective, sampler."""
+"""From a recipe to the denoiser it describes: for a new run, or rebuilt from a checkpoint.
+
+``assemble`` builds the network and binds the recipe's parts around it; ``restore`` does
+the same from a checkpoint's recorded recipe and data shape and loads its weights (for
+sampling and evaluation).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import torch
 from difftk.data.dataset import DataBundle
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
-from difftk.errors import DataError
+from difftk.errors import CheckpointError, DataError
 from difftk.nn.architecture import DataSpec
-from difftk.recipe import Recipe
+from difftk.recipe import Recipe, recipe_from_text
+from difftk.train.checkpoint import load_checkpoint
 
 
 def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
@@ -53,3 +59,27 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
     objective = Objective(p["schedule"], p["target"], p["weight"], p["noise_sampling"], p["loss"])
     return Assembly(recipe, spec, denoiser, objective)
+
+
+@dataclass
+class Restored:
+    recipe: Recipe
+    denoiser: torch.nn.Module
+    spec: DataSpec
+    kind: str
+    step: int
+
+
+def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
+    """The trained denoiser of a checkpoint directory (its EMA weights by default), in eval mode."""
+    ck = load_checkpoint(path)
+    recipe = recipe_from_text(ck.recipe_toml, source=str(ck.path / "recipe.toml"))
+    s = ck.state["spec"]
+    spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
+    asm = assemble(recipe, spec, device)
+    try:
+        asm.denoiser.load_state_dict(ck.tensors["ema" if use_ema else "model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ck.path}: weights do not fit the recorded model ({exc})") from None
+    asm.denoiser.eval()
+    return Restored(recipe, asm.denoiser, spec, ck.state.get("kind", "image"), ck.step)
