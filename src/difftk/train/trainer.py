@@ -19,10 +19,10 @@ from difftk.data.batches import batch_stream
 from difftk.diffusion.guidance import drop_labels
 from difftk.errors import CheckpointError, DifftkError, TrainingDivergedError
 from difftk.eval.figures import sample_figure, save_png
+from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
-from difftk.train.ema import EmaModel
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError, nonfinite_injection
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
