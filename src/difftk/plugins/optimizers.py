@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 from difftk.hookspecs import hookimpl
-from difftk.train.optimizer import Optimizer
+from difftk.optim.optimizer import Optimizer
 
 
 class Adam(Optimizer):

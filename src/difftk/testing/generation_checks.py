@@ -36,10 +36,12 @@ class GaussianIdealNet(nn.Module):
 def gaussian_denoiser(schedule, mu: float = MU, s: float = STD):
     """A Denoiser (x0 target, posterior variance) around the ideal network for N(mu, s^2)."""
     from difftk.diffusion.denoiser import Denoiser
-    from difftk.plugins.targets import X0
-    from difftk.plugins.variance import FixedSmall
+    from difftk.registry import default_registry
 
-    return Denoiser(GaussianIdealNet(schedule, mu, s), schedule, X0(), FixedSmall())
+    registry = default_registry()  # the built-ins by name, as a plugin author would reach them
+    x0_target = registry.get("targets", "x0").cls()
+    posterior_variance = registry.get("variance", "fixed_small").cls()
+    return Denoiser(GaussianIdealNet(schedule, mu, s), schedule, x0_target, posterior_variance)
 
 
 def _usable(sampler) -> list:

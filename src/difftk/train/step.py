@@ -16,7 +16,7 @@ from torch import Tensor
 
 from difftk.diffusion.levels import Levels
 from difftk.train.draws import StepNoise
-from difftk.train.ema import EmaModel
+from difftk.optim.ema import EmaModel
 from difftk.train.nan_guard import NanGuard, nonfinite_injection
 from difftk.train.runtime import Runtime
 from difftk.train.strategy import full_tensor, gradient_sync

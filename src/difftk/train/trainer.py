@@ -21,7 +21,7 @@ from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
-from difftk.train.ema import EmaModel
+from difftk.optim.ema import EmaModel
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
