@@ -16,9 +16,9 @@ from torch import nn
 
 from difftk.errors import CheckpointError, DifftkError
 from difftk.nn.architecture import DataSpec
+from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
-from difftk.optim.ema import EmaModel
 from difftk.train.nan_guard import NanGuard
 from difftk.train.runtime import Runtime
 from difftk.train.strategy import (

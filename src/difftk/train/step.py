@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from difftk.diffusion.levels import Levels
-from difftk.train.draws import StepNoise
 from difftk.optim.ema import EmaModel
+from difftk.train.draws import StepNoise
 from difftk.train.nan_guard import NanGuard, nonfinite_injection
 from difftk.train.runtime import Runtime
 from difftk.train.strategy import full_tensor, gradient_sync

@@ -17,11 +17,11 @@ import torch
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream
 from difftk.errors import DifftkError
+from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
-from difftk.optim.ema import EmaModel
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
