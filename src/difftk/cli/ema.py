@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
+from difftk.cli.app import app
 from difftk.errors import DifftkError
 
 
@@ -26,22 +26,19 @@ def ema(
         help="With --sigma-rel: the snapshot step to reconstruct at (default: the last).")] = None,
 ):
     """Combine saved snapshots into post-hoc EMA weights (by --beta or --sigma-rel)."""
-    try:
-        from difftk.train.checkpoint import save_weights
-        from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
+    from difftk.train.checkpoint import save_weights
+    from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
 
-        if (beta is None) == (sigma_rel is None):
-            raise DifftkError("give exactly one of --beta and --sigma-rel")
-        if output.suffix != ".safetensors":
-            raise DifftkError(f"{output}: the output must end in .safetensors")
-        if beta is not None:
-            if not 0 <= beta < 1:
-                raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
-            state, info = posthoc_beta(run_dir, beta)
-        else:
-            state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
-        save_weights(output, state, {"difftk_posthoc_ema": json.dumps(info)})
-    except DifftkError as exc:
-        raise fail(exc) from None
+    if (beta is None) == (sigma_rel is None):
+        raise DifftkError("give exactly one of --beta and --sigma-rel")
+    if output.suffix != ".safetensors":
+        raise DifftkError(f"{output}: the output must end in .safetensors")
+    if beta is not None:
+        if not 0 <= beta < 1:
+            raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
+        state, info = posthoc_beta(run_dir, beta)
+    else:
+        state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
+    save_weights(output, state, {"difftk_posthoc_ema": json.dumps(info)})
     what = f"beta {beta}" if beta is not None else f"sigma_rel {sigma_rel} at step {info['step']}"
     typer.echo(f"post-hoc EMA ({what}) from {len(info['coefficients'])} snapshot files -> {output}")

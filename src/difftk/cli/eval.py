@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import SetOption, app
 from difftk.errors import DifftkError, RecipeError
 
 
@@ -72,48 +72,45 @@ def eval_command(
     device: Annotated[str, typer.Option(help='"auto", "cpu" or "cuda".')] = "auto",
 ):
     """Evaluate a checkpoint: sample metrics vs held-out data, --speed, --nll."""
-    try:
-        import torch
+    import torch
 
-        from difftk.train.restore import restore
-        from difftk.train.runtime import make_runtime
+    from difftk.train.restore import restore
+    from difftk.train.runtime import make_runtime
 
-        dev = make_runtime(device).device
-        restored = restore(checkpoint, dev, use_ema=ema)
-        chosen = _sampler(restored.recipe, sampler, steps, guidance, list(set_ or []))
-        data = restored.recipe.parts["data"].load()
-        labels = None
-        if restored.spec.num_classes and data.heldout_labels is not None:
-            labels = data.heldout_labels.repeat(n // len(data.heldout_labels) + 1)[:n].to(dev)
-        report: dict = {"checkpoint": str(checkpoint), "step": restored.step,
-                        "sampler": chosen.params() | {"name": chosen.name}, "samples": n}
-        if metrics:
-            from difftk.eval.generate import generate
-            from difftk.eval.metrics import sample_metrics
+    dev = make_runtime(device).device
+    restored = restore(checkpoint, dev, use_ema=ema)
+    chosen = _sampler(restored.recipe, sampler, steps, guidance, list(set_ or []))
+    data = restored.recipe.parts["data"].load()
+    labels = None
+    if restored.spec.num_classes and data.heldout_labels is not None:
+        labels = data.heldout_labels.repeat(n // len(data.heldout_labels) + 1)[:n].to(dev)
+    report: dict = {"checkpoint": str(checkpoint), "step": restored.step,
+                    "sampler": chosen.params() | {"name": chosen.name}, "samples": n}
+    if metrics:
+        from difftk.eval.generate import generate
+        from difftk.eval.metrics import sample_metrics
 
-            result = generate(chosen, restored.denoiser, n, restored.spec.shape, dev, seed,
-                              labels, batch_size)
-            report["nfe_per_image"] = result.nfe
-            report["metrics"] = sample_metrics(result.x, data.heldout, data.kind)
-        if speed:
-            from difftk.eval.generate import sampler_speed
+        result = generate(chosen, restored.denoiser, n, restored.spec.shape, dev, seed,
+                          labels, batch_size)
+        report["nfe_per_image"] = result.nfe
+        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind)
+    if speed:
+        from difftk.eval.generate import sampler_speed
 
-            report["speed"] = sampler_speed(
-                _speed_samplers(restored.recipe, samplers, steps, guidance),
-                restored.denoiser, n, restored.spec.shape, dev, seed, labels, batch_size)
-        if nll:
-            from difftk.eval.nll import nll_bits_per_dim
+        report["speed"] = sampler_speed(
+            _speed_samplers(restored.recipe, samplers, steps, guidance),
+            restored.denoiser, n, restored.spec.shape, dev, seed, labels, batch_size)
+    if nll:
+        from difftk.eval.nll import nll_bits_per_dim
 
-            if not restored.denoiser.schedule.has_table:
-                raise DifftkError("--nll sums the bound over the steps of a t-space schedule's "
-                                  f'table, and the schedule "{restored.denoiser.schedule.name}" '
-                                  "has none")
-            x0 = data.heldout[:nll_samples].to(dev)
-            gen = torch.Generator(dev).manual_seed(seed)
-            report["nll"] = nll_bits_per_dim(restored.denoiser, x0, batch_size=batch_size,
-                                             generator=gen)
-    except DifftkError as exc:
-        raise fail(exc) from None
+        if not restored.denoiser.schedule.has_table:
+            raise DifftkError("--nll sums the bound over the steps of a t-space schedule's "
+                              f'table, and the schedule "{restored.denoiser.schedule.name}" '
+                              "has none")
+        x0 = data.heldout[:nll_samples].to(dev)
+        gen = torch.Generator(dev).manual_seed(seed)
+        report["nll"] = nll_bits_per_dim(restored.denoiser, x0, batch_size=batch_size,
+                                         generator=gen)
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import SetOption, app
 from difftk.errors import DifftkError
 
 
@@ -35,35 +35,32 @@ def sample(
     device: Annotated[str, typer.Option(help='"auto", "cpu" or "cuda".')] = "auto",
 ):
     """Draw samples from a trained checkpoint into a PNG grid or an .npz file."""
-    try:
-        import numpy as np
-        import torch
+    import numpy as np
+    import torch
 
-        from difftk.eval.figures import sample_figure, save_png
-        from difftk.recipe import sampler_with_overrides
-        from difftk.train.restore import restore
-        from difftk.train.runtime import make_runtime
+    from difftk.eval.figures import sample_figure, save_png
+    from difftk.recipe import sampler_with_overrides
+    from difftk.train.restore import restore
+    from difftk.train.runtime import make_runtime
 
-        if output.suffix not in (".png", ".npz"):
-            raise DifftkError(f"{output}: the output must end in .png or .npz")
-        dev = make_runtime(device).device
-        restored = restore(checkpoint, dev, use_ema=ema)
-        classes = restored.spec.num_classes
-        if label and not classes:
-            raise DifftkError(f"{checkpoint}: --label needs a class-conditional model "
-                              "(train.class_conditional = true)")
-        if label and not all(0 <= k < classes for k in label):
-            raise DifftkError(f"--label must lie in 0..{classes - 1}")
-        chosen = sampler_with_overrides(restored.recipe, sampler, steps, guidance, set_)
-        gen = torch.Generator(dev).manual_seed(seed)
-        noise = torch.randn((n, *restored.spec.shape), generator=gen, device=dev)
-        result = chosen.sample(restored.denoiser, noise, gen, list(label) if label else None)
-        if output.suffix == ".npz":
-            output.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(output, samples=result.x.cpu().numpy())
-        else:
-            save_png(sample_figure(result.x), output)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    if output.suffix not in (".png", ".npz"):
+        raise DifftkError(f"{output}: the output must end in .png or .npz")
+    dev = make_runtime(device).device
+    restored = restore(checkpoint, dev, use_ema=ema)
+    classes = restored.spec.num_classes
+    if label and not classes:
+        raise DifftkError(f"{checkpoint}: --label needs a class-conditional model "
+                          "(train.class_conditional = true)")
+    if label and not all(0 <= k < classes for k in label):
+        raise DifftkError(f"--label must lie in 0..{classes - 1}")
+    chosen = sampler_with_overrides(restored.recipe, sampler, steps, guidance, set_)
+    gen = torch.Generator(dev).manual_seed(seed)
+    noise = torch.randn((n, *restored.spec.shape), generator=gen, device=dev)
+    result = chosen.sample(restored.denoiser, noise, gen, list(label) if label else None)
+    if output.suffix == ".npz":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(output, samples=result.x.cpu().numpy())
+    else:
+        save_png(sample_figure(result.x), output)
     typer.echo(f"{n} samples from step {restored.step} with {chosen.name} "
                f"({result.nfe} network evaluations each) -> {output}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
-from difftk.errors import DifftkError
+from difftk.cli.app import SetOption, app
 
 
 @app.command(rich_help_panel="Training")
@@ -18,20 +18,18 @@ def train(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in runs/<run.name> from its latest checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(
-        help="Show a progress bar on stderr.")] = True,
+        help="Show progress: a bar on stderr when stdout is a terminal, else one line "
+             "(step, loss, images/s, ETA) on stdout every log.every steps.")] = True,
 ):
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
-    try:
-        from difftk.recipe import load_recipe
-        from difftk.train.runtime import make_runtime
-        from difftk.train.trainer import Trainer
+    from difftk.recipe import load_recipe
+    from difftk.train.runtime import make_runtime
+    from difftk.train.trainer import Trainer
 
-        r = load_recipe(recipe, set_)
-        trainer = Trainer(r, make_runtime(r.run.device), resume=resume, progress=progress)
-        t0 = __import__("time").perf_counter()
-        grid = trainer.fit()
-        elapsed = __import__("time").perf_counter() - t0
-    except DifftkError as exc:
-        raise fail(exc) from None
+    r = load_recipe(recipe, set_)
+    trainer = Trainer(r, make_runtime(r.run.device), resume=resume, progress=progress)
+    t0 = time.perf_counter()
+    grid = trainer.fit()
+    elapsed = time.perf_counter() - t0
     typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
                f"samples: {grid}")
