@@ -335,7 +335,8 @@ class Trainer:
 
         t_start = time.perf_counter()
         with training_progress(r.train.steps, self.step, enabled=self.progress and
-                               self.runtime.is_main) as bar:
+                               self.runtime.is_main, every=r.log.every,
+                               batch_size=r.train.batch_size) as bar:
             while self.step < r.train.steps:
                 x0, labels = self.batches.next()
                 per_sample, levels, nb, na = self.train_step(x0, labels)
