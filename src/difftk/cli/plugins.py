@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import app
+from difftk.errors import UnknownComponentError
 
 
 @app.command("list-plugins", rich_help_panel="Plugins")
@@ -25,9 +26,8 @@ def list_plugins(
 
         close = difflib.get_close_matches(family, list(BY_NAME), n=1)
         hint = f'; did you mean "{close[0]}"?' if close else ""
-        typer.echo(f'error: no family named "{family}"{hint} (families: '
-                   f"{', '.join(BY_NAME)})", err=True)
-        raise typer.Exit(2)
+        raise UnknownComponentError(f'no family named "{family}"{hint} (families: '
+                                    f"{', '.join(BY_NAME)})")
     registry = default_registry()
     rows = {}
     for fam in FAMILIES:
