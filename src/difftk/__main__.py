@@ -1,4 +1,5 @@
-"""``python -m difftk``: the command line, so torchrun can start it with ``-m difftk``."""
+"""``python -m difftk ...`` runs the command line, so ``torchrun -m difftk train RECIPE``
+works as ``difftk train RECIPE`` does."""
 
 from difftk.cli import main
 

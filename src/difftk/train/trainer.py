@@ -192,7 +192,9 @@ class Trainer:
         self.model.train()
         cadence = Cadence.of(self.recipe)
         with training_progress(cadence.steps, self.step,
-                               enabled=self.progress and self.runtime.is_main) as bar:
+                               enabled=self.progress and self.runtime.is_main,
+                               every=self.recipe.log.every,
+                               batch_size=self.recipe.train.batch_size) as bar:
             while self.step < cadence.steps:
                 x0, labels = self.batches.next()
                 result = self.train_step(x0, labels)
