@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import SetOption, app
+from difftk.errors import DifftkError
 
 
 @app.command(rich_help_panel="Training")
