@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,3 +27,11 @@ def fail(exc: Exception) -> typer.Exit:
     code = exc.exit_code if isinstance(exc, DifftkError) else 1
     typer.echo(f"error: {exc}" if "\n" not in str(exc) else f"error:\n{exc}", err=True)
     return typer.Exit(code)
+
+
+@app.callback()
+def _root(plugins_dir: Annotated[Path | None, typer.Option(
+        "--plugins-dir", metavar="DIR", envvar="DIFFTK_PLUGINS_DIR",
+        help="Load every *.py file in DIR as a plugin module (also DIFFTK_PLUGINS_DIR).")] = None):
+    if plugins_dir is not None:
+        os.environ["DIFFTK_PLUGINS_DIR"] = str(plugins_dir)  # read when the registry is built
