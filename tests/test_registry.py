@@ -4,10 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import types
 
 import pytest
+from plugin_packages import fake_distribution
 
 from difftk import hookimpl
 from difftk.errors import UnknownComponentError
@@ -75,15 +75,6 @@ def test_wrong_base_class_is_refused():
     assert "min_snr" in registry.names("weights")
 
 
-def _fake_distribution(tmp_path, dist, module_source, module="fake_mod"):
-    """A distribution on sys.path with a difftk entry point, without pip."""
-    info = tmp_path / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[difftk]\n{dist} = {module}\n")
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(module_source))
-
-
 def _list_plugins(tmp_path, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "DIFFTK_LOAD_PLUGINS"}
     env["PYTHONPATH"] = str(tmp_path)
@@ -93,8 +84,8 @@ def _list_plugins(tmp_path, env_extra=None):
 
 
 def test_broken_plugin_is_isolated(tmp_path):
-    _fake_distribution(tmp_path, "difftk-broken", "raise ImportError('no module named gpu')\n")
-    _fake_distribution(tmp_path, "difftk-typo", """
+    fake_distribution(tmp_path, "difftk-broken", "raise ImportError('no module named gpu')\n")
+    fake_distribution(tmp_path, "difftk-typo", """
         from difftk import hookimpl
 
         @hookimpl
@@ -111,7 +102,7 @@ def test_broken_plugin_is_isolated(tmp_path):
 
 
 def test_load_plugins_env_selects(tmp_path):
-    _fake_distribution(tmp_path, "difftk-broken", "raise ImportError('boom')\n")
+    fake_distribution(tmp_path, "difftk-broken", "raise ImportError('boom')\n")
     out = _list_plugins(tmp_path, {"DIFFTK_LOAD_PLUGINS": ""})
     assert json.loads(out.stdout)["failed_plugins"] == []
 
