@@ -393,7 +393,8 @@ def component_from_spec(section: str, spec: str, registry=None, defaults: dict |
         if key in entry.cls.model_fields and key not in params:
             params[key] = value
     try:
-        return entry.cls.model_validate(params)
+        with component_boundary(entry, "checking its parameters"):
+            return entry.cls.model_validate(params)
     except ValidationError as exc:
         raise RecipeError(_errors(exc, section, entry.cls), spec) from None
 
