@@ -53,3 +53,9 @@ class TrainingDivergedError(DifftkError):
 def with_article(noun: str) -> str:
     """ "a sampler", "an architecture", "an EMA": the article by the noun's first letter."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def quoted(text: str) -> str:
+    """A user's string in double quotes, or as repr when it holds a newline, NUL or the
+    like, so that a message stays one line whatever was typed."""
+    return f'"{text}"' if text.isprintable() else repr(text)

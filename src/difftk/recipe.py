@@ -21,7 +21,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from difftk.errors import DifftkError, RecipeError, UnknownComponentError, with_article
+from difftk.errors import DifftkError, RecipeError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_SECTION, FAMILIES
 from difftk.plugin_guard import component_boundary
 
@@ -160,14 +160,14 @@ def parse_value(raw: str) -> Any:
 
 def _split_override(item: str) -> tuple[list[str], Any] | str:
     """ "section.key=value" as (path, value), or the sentence saying what is wrong with it."""
-    key, sep, raw = item.partition("=")
-    path = [part.strip() for part in key.split(".")]
-    if not sep or len(path) < 2 or not all(path):
-        return f'--set "{item}" is not of the form section.field=value'
     if any(ord(c) < 32 and c != "\t" for c in item):
         # A newline would let the value add TOML keys of its own (v = 1 \n other = 2).
         return (f"--set {item!r} holds a newline or control character; a value is one line "
                 f'(write "\\n" inside a quoted string)')
+    key, sep, raw = item.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or len(path) < 2 or not all(path):
+        return f"--set {quoted(item)} is not of the form section.field=value"
     return path, parse_value(raw.strip())
 
 
@@ -222,7 +222,7 @@ def _pydantic_message(err: dict, cls: type) -> str:
         close = difflib.get_close_matches(field, accepted, n=1)
         hint = f'; did you mean "{close[0]}"?' if close else ""
         owner = getattr(cls, "name", "") or cls.__name__
-        return (f'{owner} has no parameter "{field}"{hint} '
+        return (f"{owner} has no parameter {quoted(field)}{hint} "
                 f"(accepts: {', '.join(accepted) or 'none'})")
     if kind == "missing":
         return "is required"
@@ -245,6 +245,11 @@ BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_eq
                 "too_long", "too_short", "finite_number"}
 
 
+def _printable(key: str) -> str:
+    """A key as typed, or its repr when it holds a newline or other control character."""
+    return key if key.isprintable() else repr(key)
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
     """repr of a value for a message, cut so one bad value cannot fill the screen."""
     text = repr(value)
@@ -254,7 +259,7 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 def _errors(exc: ValidationError, prefix: str, cls: type) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        loc = [_printable(str(p)) for p in err["loc"] if not str(p).startswith("function-")]
         path = ".".join([prefix, *loc]) if loc else prefix
         out.append((path, _pydantic_message(err, cls)))
     return out
@@ -268,7 +273,7 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
         if section not in known:
             close = difflib.get_close_matches(section, sorted(known), n=1)
             hint = f"; did you mean [{close[0]}]?" if close else ""
-            problems.append((section, f"unknown section [{section}]{hint}"))
+            problems.append((_printable(section), f"unknown section [{_printable(section)}]{hint}"))
     settings: dict[str, Any] = {}
     for section, cls in SETTINGS.items():
         raw = data.get(section, {})
@@ -288,8 +293,10 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
                                  f"naming {with_article(family.noun)}"))
                 continue
             raw = {"name": family.default}
-        if not isinstance(raw, dict) or "name" not in raw:
-            problems.append((f"{family.section}.name", f"must name {with_article(family.noun)}"))
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            problems.append((f"{family.section}.name", f"must name {with_article(family.noun)}"
+                             + ("" if not isinstance(raw, dict) or "name" not in raw else
+                                f" as a string (got {_short_repr(raw['name'])})")))
             continue
         try:
             entry = registry.get(family.name, str(raw["name"]))

@@ -28,7 +28,7 @@ from pathlib import Path
 import pluggy
 
 from difftk import __version__, hookspecs
-from difftk.errors import PluginError, UnknownComponentError, with_article
+from difftk.errors import PluginError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_NAME, FAMILIES
 from difftk.plugin_guard import describe, guard_plugin_class
 
@@ -104,7 +104,7 @@ class Registry:
         if name in members:
             return members[name]
         noun = BY_NAME[family].noun
-        msg = f'no {noun} named "{name}"'
+        msg = f"no {noun} named {quoted(name)}"
         close = difflib.get_close_matches(name, list(members), n=1)
         if close:
             msg += f'; did you mean "{close[0]}"?'
