@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -64,3 +65,11 @@ SetOption = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="SECTION.FIELD=VALUE",
     help="Override a recipe field, e.g. --set weight.name=min_snr --set weight.gamma=5. "
          "Values are read as TOML (numbers, true/false, [lists], \"strings\"). Repeatable.")]
+
+
+@app.callback()
+def _root(plugins_dir: Annotated[Path | None, typer.Option(
+        "--plugins-dir", metavar="DIR", envvar="DIFFTK_PLUGINS_DIR",
+        help="Load every *.py file in DIR as a plugin module (also DIFFTK_PLUGINS_DIR).")] = None):
+    if plugins_dir is not None:
+        os.environ["DIFFTK_PLUGINS_DIR"] = str(plugins_dir)  # read when the registry is built

@@ -26,6 +26,10 @@ def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
     for section, part in recipe.parts.items():
         if getattr(part, "sigma_data", None) == "data":
             updates[section] = part.model_copy(update={"sigma_data": round(sigma_data, 5)})
+    if updates and not round(sigma_data, 5) > 0:  # constant data: every 1/sigma_data is inf
+        raise DataError(f'{", ".join(updates)}: sigma_data = "data" needs data that varies, and '
+                        f"the training data's standard deviation is {sigma_data:.3g}; set "
+                        "sigma_data to a number")
     return recipe.with_parts(**updates) if updates else recipe
 
 
