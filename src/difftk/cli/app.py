@@ -26,3 +26,4 @@ def fail(exc: Exception) -> typer.Exit:
     code = exc.exit_code if isinstance(exc, DifftkError) else 1
     typer.echo(f"error: {exc}" if "\n" not in str(exc) else f"error:\n{exc}", err=True)
     return typer.Exit(code)
+from difftk.cli import export  # noqa: E402, F401  (registers the command)

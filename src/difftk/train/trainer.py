@@ -23,6 +23,7 @@ from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.ema import EmaModel
+from difftk.train.init_from import load_initial_weights
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError, nonfinite_injection
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
@@ -74,6 +75,7 @@ class Trainer:
         self.spec = data_spec(recipe, self.data)
         self.asm = assemble(recipe, self.spec, self.device)
         self.model = self.asm.denoiser
+        load_initial_weights(self.asm)  # train.init_from, before the EMA copies the weights
         p = recipe.parts
         self.precision, self.clipping = p["precision"], p["clipping"]
         self.precision.prepare(self.device, self.model)  # backend flags; refuses what cannot run
