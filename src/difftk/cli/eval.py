@@ -66,6 +66,11 @@ def eval_command(
     nll: Annotated[bool, typer.Option(
         "--nll", help="Negative log-likelihood bound in bits/dim on held-out images.")] = False,
     nll_samples: Annotated[int, typer.Option(help="Held-out images scored by --nll.")] = 256,
+    features: Annotated[str | None, typer.Option(
+        help='FID and KID also on learned features: "inception" (needs --weights).')] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="The feature network's weights, e.g. pt_inception-2015-12-05-6726825d.pth "
+             "(see docs/interop.md).")] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     set_: SetOption = None,
@@ -75,13 +80,18 @@ def eval_command(
     try:
         import torch
 
+        from difftk.eval.features import learned_features
         from difftk.train.restore import restore
         from difftk.train.runtime import make_runtime
 
         dev = make_runtime(device).device
+        learned = learned_features(features, weights, dev) if metrics else None
         restored = restore(checkpoint, dev, use_ema=ema)
         chosen = _sampler(restored.recipe, sampler, steps, guidance, list(set_ or []))
         data = restored.recipe.parts["data"].load()
+        if learned and data.kind != "image":
+            raise DifftkError(f"--features {features} needs image data, and this run's data "
+                              f"are {data.kind}s")
         labels = None
         if restored.spec.num_classes and data.heldout_labels is not None:
             labels = data.heldout_labels.repeat(n // len(data.heldout_labels) + 1)[:n].to(dev)
@@ -94,7 +104,7 @@ def eval_command(
             result = generate(chosen, restored.denoiser, n, restored.spec.shape, dev, seed,
                               labels, batch_size)
             report["nfe_per_image"] = result.nfe
-            report["metrics"] = sample_metrics(result.x, data.heldout, data.kind)
+            report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, learned)
         if speed:
             from difftk.eval.generate import sampler_speed
 
