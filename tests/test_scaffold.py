@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import difftk
 from difftk.cli import app
 from difftk.errors import DifftkError
+from difftk.families import FAMILIES
 from difftk.scaffold import PluginNames, scaffold_plugin
 
 
@@ -31,7 +32,8 @@ def test_bad_names_are_one_sentence(bad, tmp_path):
 
 def test_unknown_family_and_existing_directory(tmp_path):
     out = CliRunner().invoke(app, ["new-plugin", "x", "--family", "wieghts", "--dir", str(tmp_path)])
-    assert out.exit_code == 1 and "templates: weights" in out.output
+    every = ", ".join(sorted(f.name for f in FAMILIES))  # every family has a template
+    assert out.exit_code == 1 and f"templates: {every})" in out.output
     scaffold_plugin("x", "weights", tmp_path)
     with pytest.raises(DifftkError, match="already exists"):
         scaffold_plugin("x", "weights", tmp_path)

@@ -93,6 +93,7 @@ class TrainSection(_Section):
                               "checkpoint is restored")
     nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate factor after a restore")
     nan_max_restores: int = Field(1, ge=0, description="restores before training stops")
+    init_from: str = Field("", description="initial weights: checkpoint, .safetensors or diffusers folder")
     class_conditional: bool = Field(False, description="condition the network on the data "
                                     "set's class labels (their count comes from the data)")
     label_dropout: float = Field(0.0, ge=0, lt=1, description="share of labels replaced by "

@@ -53,6 +53,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",
     "difftk.plugins.architectures.dit",
+    "difftk.plugins.architectures.diffusers_unet2d",
     "difftk.plugins.datasets.toy2d",
     "difftk.plugins.datasets.digits",
     "difftk.plugins.datasets.idx",

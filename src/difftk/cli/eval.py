@@ -35,6 +35,11 @@ def eval_command(
         "--nll", help="Negative log-likelihood bound in bits/dim on held-out images.")] = False,
     nll_samples: Annotated[int, typer.Option(min=1, help="Held-out images scored by --nll.")
                            ] = 256,
+    features: Annotated[str | None, typer.Option(
+        help='FID and KID also on learned features: "inception" (needs --weights).')] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="The feature network's weights, e.g. pt_inception-2015-12-05-6726825d.pth "
+             "(see docs/interop.md).")] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     set_: SetOption = None,
@@ -42,17 +47,20 @@ def eval_command(
 ):
     """Evaluate a trained model: sample metrics vs held-out data, --speed, --nll."""
     from difftk.eval.checkpoint_report import checkpoint_report, speed_samplers
+    from difftk.eval.features import learned_features
     from difftk.eval.trained_model import load_trained_model
     from difftk.recipe import sampler_with_overrides
     from difftk.train.runtime import make_runtime
 
-    model = load_trained_model(checkpoint, make_runtime(device).device, use_ema=ema)
+    dev = make_runtime(device).device
+    learned = learned_features(features, weights, dev) if metrics else None
+    model = load_trained_model(checkpoint, dev, use_ema=ema)
     chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
     names = [s.strip() for s in samplers.split(",")] if samplers else None
     timed = speed_samplers(model.recipe, names, steps, guidance) if speed else None
     report = {"checkpoint": str(checkpoint), **checkpoint_report(
         model, chosen, n=n, seed=seed, batch_size=batch_size, metrics=metrics, speed=timed,
-        nll_samples=nll_samples if nll else 0)}
+        nll_samples=nll_samples if nll else 0, features=learned)}
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
         return

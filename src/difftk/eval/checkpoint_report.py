@@ -54,15 +54,19 @@ def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int
 
 def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int = 500,
                       metrics: bool = True, speed: list | None = None,
-                      nll_samples: int = 0) -> dict:
+                      nll_samples: int = 0, features: dict | None = None) -> dict:
     """Evaluate ``model`` (a restored checkpoint or weights file: recipe, denoiser, spec,
     step) with ``sampler``; ``speed``: samplers to time; ``nll_samples``: held-out images
-    the NLL bound scores (0: none). A class-conditional model draws the held-out labels."""
+    the NLL bound scores (0: none); ``features``: learned feature extractors for FID/KID
+    (eval/features.py). A class-conditional model draws the held-out labels."""
     from difftk.eval.generate import generate, sampler_speed
     from difftk.eval.metrics import sample_metrics
 
     device = next(model.denoiser.parameters()).device
     data = model.recipe.parts["data"].load()
+    if features and data.kind != "image":
+        raise DifftkError(f"FID on learned features needs image data, and this run's data "
+                          f"are {data.kind}s")
     labels = cycled_labels(data.heldout_labels, n) if model.spec.num_classes else None
     labels = None if labels is None else labels.to(device)
     report: dict = {"step": model.step, "sampler": sampler.params() | {"name": sampler.name},
@@ -71,7 +75,7 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
         result = generate(sampler, model.denoiser, n, model.spec.shape, device, seed, labels,
                           batch_size)
         report["nfe_per_image"] = result.nfe
-        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind)
+        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features)
     if speed:
         report["speed"] = sampler_speed(speed, model.denoiser, n, model.spec.shape, device,
                                         seed, labels, batch_size)

@@ -22,6 +22,7 @@ from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
+from difftk.train.init_from import load_initial_weights
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
@@ -63,6 +64,7 @@ class Trainer:
         self.asm = assemble(recipe, self.spec, device)
         torch.manual_seed(runtime.seed(recipe.run.seed))  # this rank's stream (dropout)
         self.model = self.asm.denoiser
+        load_initial_weights(self.asm)  # train.init_from, before the EMA copies the weights
         p = recipe.parts
         self.precision = p["precision"]
         self.precision.prepare(device, self.model)  # backend flags; refuses what cannot run
