@@ -64,3 +64,49 @@ def test_analyze_rejects_a_missing_run_in_one_sentence(tmp_path):
     res = runner.invoke(app, ["analyze", "information", str(tmp_path / "nothing")])
     assert res.exit_code != 0
     assert "no such checkpoint" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_per_sample_gradients_sum_to_the_batch_gradient(run_dir):
+    import torch
+
+    from difftk.analysis.gradient_variance import _per_sample_gradients
+    from difftk.analysis.trained_run import load_trained_run
+
+    run = load_trained_run(run_dir, "cpu")
+    x0 = run.heldout[:5]
+    levels = run.schedule.levels_from_sigma_edm(torch.tensor([0.05, 0.3, 1.0, 4.0, 20.0]))
+    x_t = x0 * levels.alpha[:, None] + torch.randn_like(x0) * levels.sigma[:, None]
+    per_sample = torch.stack(list(_per_sample_gradients(run, x0, x_t, levels, None)))
+    params = list(run.denoiser.parameters())
+    loss = (run.denoiser.x0(x_t, levels) - x0).square().mean(1).sum()
+    batch = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+    assert torch.allclose(per_sample.sum(0), batch, rtol=1e-4, atol=1e-6)
+
+
+def test_analyze_gradients_table_csv_and_the_edm_identity(run_dir, tmp_path):
+    out = tmp_path / "grad.png"
+    res = runner.invoke(app, ["analyze", "gradients", str(run_dir), "-o", str(out),
+                              "--targets", "x0,eps,v,edm,run", "--buckets", "3",
+                              "--samples", "12"])
+    assert res.exit_code == 0, res.output
+    assert "share_projection" in res.output
+    rows = read_csv(tmp_path / "grad.csv")
+    assert len(rows) == 5 * 3
+    by = {(r["target"], int(r["bucket"])): r for r in rows}
+    for b in range(3):
+        # EDM's weight 1/c_out^2 on the x0-MSE makes the run's loss the unit-weight
+        # regression of the raw network output (seed 001 §8.1): same gradients.
+        assert np.isclose(float(by["run", b]["grad_variance"]),
+                          float(by["edm", b]["grad_variance"]), rtol=1e-5)
+    for t in ("x0", "eps", "v", "edm", "run"):
+        assert np.isclose(sum(float(by[t, b]["share_projection"]) for b in range(3)), 1.0)
+    # buckets are ordered by noise level
+    mids = [float(by["x0", b]["log_snr_mid"]) for b in range(3)]
+    assert mids == sorted(mids)
+    assert "analysis/gradients" in analysis_events(run_dir)
+
+
+def test_analyze_gradients_rejects_an_unknown_target(run_dir):
+    res = runner.invoke(app, ["analyze", "gradients", str(run_dir), "--targets", "x0,epz",
+                              "--samples", "4", "--buckets", "2"])
+    assert res.exit_code != 0 and "epz" in res.stderr and "Traceback" not in res.stderr

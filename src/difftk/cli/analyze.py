@@ -69,3 +69,47 @@ def information(
     typer.echo(f"step {run.step}, {len(run.heldout)} held-out items, {points} logSNR values; "
                f"I(x0; x_t) rises to {info['x0'][-1]:.3g} nats/dim, I(v; x_t) peaks at "
                f"{info['v'][peak]:.3g} at logSNR {result.curves.log_snr[peak]:.2f} -> {where}")
+
+
+@analyze_app.command("gradients")
+def gradients(
+    run_path: RunArgument,
+    targets: Annotated[str, typer.Option(
+        help='Comma list of targets whose unweighted MSE gradient to measure; "run" adds the '
+             "run's own loss (its target, weighting and importance weight).")
+    ] = "x0,eps,v,edm",
+    buckets: Annotated[int, typer.Option(min=1, help="Equal-count logSNR buckets.")] = 8,
+    samples: Annotated[int, typer.Option(
+        min=2, help="Per-sample gradients in all (one backward pass each).")] = 256,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
+        "gradients.png"),
+    csv_path: CsvOption = None,
+    seed: SeedOption = 0,
+    ema: EmaOption = True,
+    device: DeviceOption = "auto",
+):
+    """Per-sample gradient norms, their variance and each noise-level bucket's share of the
+    total gradient, per target (seed 000 §3.3; seed 001 §5.2)."""
+    try:
+        from difftk.analysis.gradient_variance import draw_gradient_buckets, gradient_buckets
+        from difftk.analysis.table_output import format_table
+        from difftk.analysis.trained_run import load_trained_run
+        from difftk.eval.figures import figure_to_image
+
+        names = [t.strip() for t in targets.split(",") if t.strip()]
+        if not names:
+            raise DifftkError("--targets names no target")
+        if samples < 2 * buckets:
+            raise DifftkError(f"--samples must be at least twice --buckets ({2 * buckets})")
+        run = load_trained_run(run_path, device, ema)
+        result = gradient_buckets(run, names, buckets, samples, seed)
+        title = (f"Per-sample gradients by noise level (step {run.step}, {samples} samples, "
+                 f"levels from the run's {run.recipe.parts['noise_sampling'].name})")
+        image = figure_to_image(draw_gradient_buckets(result, title))
+        where = _outputs(run, "gradients", image, result.rows, output, csv_path)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(format_table(result.rows, ["target", "bucket", "log_snr_mid", "t_mid",
+                                          "grad_norm_mean", "grad_norm_std", "grad_variance",
+                                          "noise_to_signal", "share_projection", "share_norm"]))
+    typer.echo(f"-> {where}")
