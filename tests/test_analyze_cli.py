@@ -110,3 +110,17 @@ def test_analyze_gradients_rejects_an_unknown_target(run_dir):
     res = runner.invoke(app, ["analyze", "gradients", str(run_dir), "--targets", "x0,epz",
                               "--samples", "4", "--buckets", "2"])
     assert res.exit_code != 0 and "epz" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_analyze_targets_writes_rows_with_t_and_the_summary_table(run_dir, tmp_path):
+    out = tmp_path / "targets.png"
+    res = runner.invoke(app, ["analyze", "targets", str(run_dir), "-o", str(out), "--points",
+                              "4", "--samples", "64"])
+    assert res.exit_code == 0, res.output
+    assert "favours" in res.output
+    rows = read_csv(tmp_path / "targets.csv")
+    assert len(rows) == 2 * 4 * 4 and all(r["t"] for r in rows)
+    summary = read_csv(tmp_path / "targets_summary.csv")
+    assert {(r["source"], r["target"]) for r in summary} == {
+        (s, t) for s in ("network", "gaussian") for t in ("x0", "eps", "v", "score")}
+    assert "analysis/targets" in analysis_events(run_dir)

@@ -113,3 +113,42 @@ def gradients(
                                           "grad_norm_mean", "grad_norm_std", "grad_variance",
                                           "noise_to_signal", "share_projection", "share_norm"]))
     typer.echo(f"-> {where}")
+
+
+@analyze_app.command("targets")
+def targets(
+    run_path: RunArgument,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
+        "targets.png"),
+    csv_path: CsvOption = None,
+    points: Annotated[int, typer.Option(min=3, help="logSNR values over the schedule's range.")
+                      ] = 13,
+    samples: SamplesOption = 512,
+    seed: SeedOption = 0,
+    ema: EmaOption = True,
+    device: DeviceOption = "auto",
+):
+    """Correlation, signed conditional-mean slope, signal and conditional variance of x0, eps,
+    v and score against SNR and t, with seed 000 §3.4's summary table, from the network."""
+    try:
+        from difftk.analysis.run_target_diagnostics import run_target_rows
+        from difftk.analysis.table_output import format_table, write_rows
+        from difftk.analysis.target_diagnostics import draw_target_diagnostics
+        from difftk.analysis.target_summary import summary_rows
+        from difftk.analysis.trained_run import load_trained_run
+        from difftk.eval.figures import figure_to_image
+
+        run = load_trained_run(run_path, device, ema, samples)
+        rows = run_target_rows(run, points, seed)
+        fig = draw_target_diagnostics(rows, data_label="network", time_label=run.time_label())
+        where = _outputs(run, "targets", figure_to_image(fig), rows, output, csv_path)
+        summary = summary_rows(rows)
+        summary_path = output.with_name(f"{output.stem}_summary.csv")
+        write_rows(summary, summary_path)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(format_table(summary, ["source", "target", "correlation_low", "correlation_high",
+                                      "slope_low", "slope_high", "conditional_variance_low",
+                                      "conditional_variance_high", "r2_low", "r2_high",
+                                      "favours"]))
+    typer.echo(f"-> {where}, {summary_path}")
