@@ -12,7 +12,7 @@ from difftk.cli import ema, memory  # noqa: F401, I001
 from difftk.cli import data  # noqa: F401, I001
 from difftk.cli import plot_information, plot_targets  # noqa: F401, I001
 from difftk.cli import eval  # noqa: F401, I001
-from difftk.cli import analyze  # noqa: F401, I001
+from difftk.cli import analyze, plot_forward_noising, plot_variance_ratio  # noqa: F401, I001
 from difftk.cli.app import app
 
 
