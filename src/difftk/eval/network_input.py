@@ -21,9 +21,9 @@ def network_spec(recipe: Recipe, shape: tuple[int, ...] | None = None,
     classes (0: unconditional) without loading any data."""
     if shape is None:
         return data_spec(recipe, recipe.parts["data"].load())
-    empty = torch.empty((0, *shape))
-    labels = torch.empty(0, dtype=torch.long) if num_classes else None
-    stand_in = DataBundle(train=empty, heldout=empty, train_labels=labels,
+    one = torch.zeros((1, *shape))  # one item: a data set must hold something to train on
+    labels = torch.zeros(1, dtype=torch.long) if num_classes else None
+    stand_in = DataBundle(train=one, heldout=one, train_labels=labels,
                           heldout_labels=labels, num_classes=num_classes)
     train = recipe.train.model_copy(update={"class_conditional": num_classes > 0,
                                             "label_dropout": 0.0})

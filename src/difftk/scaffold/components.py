@@ -238,7 +238,7 @@ from pydantic import Field
 
 import difftk
 from difftk import hookimpl
-from difftk.train.clipping import global_grad_norm
+from difftk.optim.clipping import global_grad_norm
 
 
 class {class_name}(difftk.Clipping):
