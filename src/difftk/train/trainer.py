@@ -20,6 +20,8 @@ from difftk.diffusion.guidance import drop_labels
 from difftk.errors import CheckpointError, DifftkError, TrainingDivergedError
 from difftk.eval.figures import sample_figure, save_png
 from difftk.optim.ema import EmaModel
+from difftk.optim.lr_schedule import TrainingClock
+from difftk.optim.param_groups import parameter_groups, set_learning_rate
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
@@ -77,7 +79,7 @@ class Trainer:
         p = recipe.parts
         self.precision, self.clipping = p["precision"], p["clipping"]
         self.precision.prepare(self.device, self.model)  # backend flags; refuses what cannot run
-        self.optimizer = p["optimizer"].build(self.model.parameters())
+        self.optimizer = p["optimizer"].build(parameter_groups(self.model))
         self.base_lr = p["optimizer"].lr
         self.ema = EmaModel(self.model, p["ema"])
         self.scaler = self.precision.make_scaler(self.device)
@@ -145,8 +147,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- pieces
     def _lr(self, step: int) -> float:
-        warm = self.recipe.train.lr_warmup_steps
-        lr = self.base_lr * min(1.0, (step + 1) / warm) if warm else self.base_lr
+        """The peak lr x the [lr_schedule] factor, a pure function of ``step`` (exact on resume)."""
+        clock = TrainingClock(step, self.recipe.train.batch_size, self.recipe.train.steps)
+        lr = self.base_lr * self.recipe.parts["lr_schedule"].factor(clock)
         return lr * self.guard.lr_scale  # lowered after each NaN-guard restore
 
     def _condition(self, labels):
@@ -159,8 +162,7 @@ class Trainer:
 
     def train_step(self, x0, labels) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
         labels = self._condition(labels)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(self.step)
+        set_learning_rate(self.optimizer, self._lr(self.step))  # x each group's multiplier
         with self.precision.autocast(self.device):
             per_sample, levels = self.asm.objective(self.forward, x0, labels, self.noise_gen)
         loss = per_sample.float().mean()
