@@ -88,7 +88,7 @@ def test_trainer_resume_with_flips_through_the_loader_is_bit_identical(root, tmp
               "model.mid_attention=false", "train.batch_size=16", "log.every=1",
               "log.val_every=0", "log.sample_every=0", "log.checkpoint_every=0",
               "log.num_samples=2", "sampler.steps=2", "log.tensorboard=false",
-              "train.lr_warmup_steps=0", 'precision.name="fp32"']
+              'lr_schedule.name="constant"', 'precision.name="fp32"']
 
     def run(name, steps, resume=False):
         r = load_recipe(root / "recipes/edm.toml", [*common, f'run.name="{name}"',

@@ -29,6 +29,7 @@ _LAZY = {
     "Clipping": "difftk.optim.clipping",
     "Ema": "difftk.optim.ema",
     "Optimizer": "difftk.optim.optimizer",
+    "LrSchedule": "difftk.optim.lr_schedule",
     "Dataset": "difftk.data.dataset",
 }
 

@@ -39,6 +39,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("clipping", "clipping", "difftk.optim.clipping:Clipping", "none", "clipping rule"),
     Family("ema", "ema", "difftk.optim.ema:Ema", "ema", "EMA"),
     Family("optimizers", "optimizer", "difftk.optim.optimizer:Optimizer", "adam", "optimizer"),
+    Family("lr_schedules", "lr_schedule", "difftk.optim.lr_schedule:LrSchedule", "constant",
+           "learning-rate schedule"),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

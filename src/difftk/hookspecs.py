@@ -74,3 +74,8 @@ def register_datasets(register):
 @hookspec
 def register_optimizers(register):
     """Register optimizers: subclasses of ``difftk.Optimizer``."""
+
+
+@hookspec
+def register_lr_schedules(register):
+    """Register learning-rate schedules: subclasses of ``difftk.LrSchedule``."""

@@ -83,7 +83,6 @@ class TrainSection(_Section):
                                    "step on each process (same result, a fraction of the memory)")
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: ddp (a whole "
                                              "copy per device) or fsdp (FSDP2, sharded)")
-    lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
     compile: bool = Field(False, description="torch.compile the network")
     time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "
                               "(0: no limit), with a checkpoint and samples as at the last step")
@@ -271,9 +270,33 @@ def _errors(exc: ValidationError, prefix: str, cls: type) -> list[tuple[str, str
     return out
 
 
+def _migrate_lr_warmup(data: dict[str, Any], problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """The former ``train.lr_warmup_steps = N`` is ``[lr_schedule] name = "linear_warmup",
+    warmup_steps = N`` (0: the default constant schedule), so older recipes and run
+    directories keep loading; beside an [lr_schedule] section it is refused (it would be
+    ignored)."""
+    train = data.get("train")
+    if not isinstance(train, dict) or "lr_warmup_steps" not in train:
+        return data
+    train = dict(train)
+    warm = train.pop("lr_warmup_steps")
+    data = {**data, "train": train}
+    if not isinstance(warm, int) or isinstance(warm, bool) or warm < 0:
+        problems.append(("train.lr_warmup_steps", f"must be a whole number >= 0 (got {warm!r})"))
+    elif "lr_schedule" in data:
+        problems.append(("train.lr_warmup_steps", f"has moved to [lr_schedule] (name = "
+                         f'"linear_warmup", warmup_steps = {warm}, or the warmup_steps of '
+                         f"another schedule) and this recipe has an [lr_schedule]: remove "
+                         f"train.lr_warmup_steps"))
+    elif warm:
+        data["lr_schedule"] = {"name": "linear_warmup", "warmup_steps": warm}
+    return data
+
+
 def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
     """Validate a parsed recipe dict; raise RecipeError listing every problem."""
     problems: list[tuple[str, str]] = []
+    data = _migrate_lr_warmup(data, problems)
     known = set(SETTINGS) | set(COMPONENT_SECTIONS)
     for section in data:
         if section not in known:

@@ -7,3 +7,5 @@ from difftk.cli.app import DifftkTyper, app
 
 plot_app = DifftkTyper(no_args_is_help=True, help="Draw the seeds' figures (PNG, and --csv numbers).")
 app.add_typer(plot_app, name="plot", rich_help_panel="Inspection")
+
+from difftk.cli import plot_lr_schedule  # noqa: E402, F401, I001  (registers its subcommand)

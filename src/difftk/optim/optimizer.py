@@ -11,11 +11,13 @@ from difftk.component import Component
 
 
 class Optimizer(Component):
-    """An optimizer with its hyper-parameters; the learning rate warms up per [train]."""
+    """An optimizer with its hyper-parameters; [lr_schedule] scales the learning rate per step."""
 
     family: ClassVar[str] = "optimizers"
 
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
 
     def build(self, params) -> torch.optim.Optimizer:
+        """A torch optimizer over ``params``: parameters, or the groups of
+        ``difftk.optim.param_groups.parameter_groups`` (dicts with their own keys)."""
         raise NotImplementedError

@@ -1,5 +1,5 @@
 """Contracts of the training machinery: architectures, losses, precision, clipping, EMA,
-optimizers and data sets. Each check runs a few tensor operations on CPU."""
+optimizers, learning-rate schedules and data sets. Each check runs a few tensor operations on CPU."""
 
 from __future__ import annotations
 
@@ -139,6 +139,33 @@ def check_optimizer_descends(optimizer) -> None:
     assert torch.isfinite(p).all() and end < start, f"loss {start:.4g} -> {end:.4g}"
 
 
+def check_optimizer_takes_parameter_groups(optimizer) -> None:
+    """build() accepts the trainer's parameter groups (dicts with a name and an lr multiplier,
+    difftk.optim.param_groups) and keeps their keys, which set each group's learning rate."""
+    a, b = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(2))
+    opt = optimizer.build([{"params": [a], "name": "default", "lr_multiplier": 1.0},
+                           {"params": [b], "name": "head", "lr_multiplier": 20.0}])
+    groups = opt.param_groups
+    assert [g.get("name") for g in groups] == ["default", "head"], "the group names were lost"
+    assert [g.get("lr_multiplier") for g in groups] == [1.0, 20.0], "the multipliers were lost"
+
+
+# ---------------------------------------------------------------- lr schedules
+def check_lr_schedule_pure_and_bounded(schedule) -> None:
+    """factor(clock) is finite, in [0, 1] (optimizer.lr is the peak), not 0 throughout, and a
+    pure function of the clock: asked again in another order it answers the same (resume)."""
+    import math
+
+    from difftk.optim.lr_schedule import TrainingClock
+
+    steps = [0, 1, 10, 99, 500, 999, 5000]
+    first = [schedule.factor(TrainingClock(s, 64, 1000)) for s in steps]
+    again = [schedule.factor(TrainingClock(s, 64, 1000)) for s in reversed(steps)][::-1]
+    assert first == again, f"factors {first} differ when asked again: {again}"
+    assert all(math.isfinite(f) and 0 <= f <= 1 for f in first), f"factors {first}"
+    assert max(first) > 0, "the learning rate is 0 at every step"
+
+
 # ---------------------------------------------------------------- datasets
 def check_dataset_loads(dataset) -> None:
     """load() gives finite train and held-out splits of one shape; data that are not on this
@@ -167,6 +194,7 @@ CHECKS = {
     "precision": [check_precision_runs_on_cpu],
     "clipping": [check_clipping_reports_true_norms],
     "ema": [check_ema_decay_in_unit_interval],
-    "optimizers": [check_optimizer_descends],
+    "optimizers": [check_optimizer_descends, check_optimizer_takes_parameter_groups],
+    "lr_schedules": [check_lr_schedule_pure_and_bounded],
     "datasets": [check_dataset_loads],
 }

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from difftk.diffusion.levels import Levels
 from difftk.optim.ema import EmaModel
+from difftk.optim.param_groups import set_learning_rate
 from difftk.train.draws import StepNoise
 from difftk.train.nan_guard import NanGuard, nonfinite_injection
 from difftk.train.runtime import Runtime
@@ -82,8 +83,7 @@ class OptimisationStep:
     def __call__(self, x0: Tensor, labels: Tensor | None, step: int, lr: float) -> StepResult:
         """Optimizer step number ``step + 1`` on this process's slice (x0, labels) of the
         global batch, at learning rate ``lr``."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)  # x each parameter group's multiplier
         local = x0.shape[0]
         first = self.runtime.rank * local  # where this slice starts in the global batch
         draws = self.noise.at(step).part(slice(first, first + local))

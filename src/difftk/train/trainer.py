@@ -18,6 +18,8 @@ from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream
 from difftk.errors import DifftkError
 from difftk.optim.ema import EmaModel
+from difftk.optim.lr_schedule import TrainingClock
+from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
@@ -73,7 +75,7 @@ class Trainer:
             raise DifftkError("a loss-scaled precision (fp16) cannot run under "
                               'train.strategy = "fsdp"; use precision.name = "bf16"')
         forward = distribute(self.model, t.strategy, runtime)
-        self.optimizer = p["optimizer"].build(self.model.parameters())
+        self.optimizer = p["optimizer"].build(parameter_groups(self.model))
         self.base_lr = p["optimizer"].lr
         self.ema = EmaModel(self.model, p["ema"])
         self.guard = NanGuard.from_settings(t)
@@ -107,8 +109,9 @@ class Trainer:
         self.state.step = value
 
     def _lr(self, step: int) -> float:
-        warm = self.recipe.train.lr_warmup_steps
-        lr = self.base_lr * min(1.0, (step + 1) / warm) if warm else self.base_lr
+        """The peak lr x the [lr_schedule] factor, a pure function of ``step`` (exact on resume)."""
+        clock = TrainingClock(step, self.recipe.train.batch_size, self.recipe.train.steps)
+        lr = self.base_lr * self.recipe.parts["lr_schedule"].factor(clock)
         return lr * self.guard.lr_scale  # lowered after each NaN-guard restore
 
     def train_step(self, x0, labels) -> StepResult:

@@ -82,6 +82,14 @@ class ScoreNetModel(nn.Module):
         if cfg.mean_scaling:
             self.rho0 = nn.Parameter(torch.tensor(1.0))
             self.rho1 = nn.Parameter(torch.tensor(1.0))
+            self.rho_lr_multiplier = cfg.rho_lr_multiplier
+
+    def lr_groups(self) -> dict[str, tuple[float, list[nn.Parameter]]]:
+        """rho0, rho1 at their own learning rate (seed 004 trains them at 0.2 beside 0.01);
+        read by difftk.optim.param_groups."""
+        if not self.mean_scaling:
+            return {}
+        return {"mean_scaling": (self.rho_lr_multiplier, [self.rho0, self.rho1])}
 
     def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None) -> Tensor:
         with fp32_region(time):  # the noise embedding in fp32 (seed 001 §12.2)
@@ -128,6 +136,9 @@ class ScoreNet(Architecture):
     fourier_scale: float = Field(30.0, gt=0, description="std of the Fourier frequencies W")
     mean_scaling: bool = Field(
         False, description="output rho0 (x - rho1 delta) with learned rho0, rho1 (Coding I.2)")
+    rho_lr_multiplier: float = Field(
+        1.0, gt=0, description="learning rate of rho0, rho1 relative to optimizer.lr (seed "
+                               "004 uses 20: 0.2 beside 0.01)")
     checkpoint: bool = Field(False, description="gradient checkpointing per block (less memory)")
     channels_last: bool = Field(False, description="NHWC memory format for the convolutions")
 
