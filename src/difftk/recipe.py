@@ -20,6 +20,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from difftk.diffusion.table_rule import table_problems
 from difftk.errors import RecipeError, UnknownComponentError
 from difftk.families import BY_SECTION, FAMILIES
 
@@ -221,6 +222,7 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
         except ValidationError as exc:
             problems += _errors(exc, family.section, entry.cls)
     if not problems:
+        problems += table_problems(parts)
         for section, part in parts.items():
             for path, msg in part.check(parts):
                 problems.append((f"{section}.{path}" if path else section, msg))

@@ -75,6 +75,7 @@ def eval_command(
     try:
         import torch
 
+        from difftk.eval.generate import cycle_labels
         from difftk.train.restore import restore
         from difftk.train.runtime import make_runtime
 
@@ -84,7 +85,7 @@ def eval_command(
         data = restored.recipe.parts["data"].load()
         labels = None
         if restored.spec.num_classes and data.heldout_labels is not None:
-            labels = data.heldout_labels.repeat(n // len(data.heldout_labels) + 1)[:n].to(dev)
+            labels = cycle_labels(data.heldout_labels, n, dev)
         report: dict = {"checkpoint": str(checkpoint), "step": restored.step,
                         "sampler": chosen.params() | {"name": chosen.name}, "samples": n}
         if metrics:

@@ -9,6 +9,7 @@ import typer
 
 from difftk.cli.app import fail
 from difftk.cli.plot import plot_app
+from difftk.diffusion.table_rule import table_problems
 from difftk.errors import DifftkError
 
 
@@ -48,7 +49,8 @@ def plot_weights(
         curves = []
         for spec in specs:
             weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
-            problems = weighting.check({"schedule": sched})
+            problems = (table_problems({"weight": weighting, "schedule": sched})
+                        + weighting.check({"schedule": sched}))
             if problems:
                 raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
             curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))

@@ -40,6 +40,7 @@ def sample(
         import torch
 
         from difftk.eval.figures import sample_figure, save_png
+        from difftk.eval.generate import cycle_labels
         from difftk.recipe import sampler_with_overrides
         from difftk.train.restore import restore
         from difftk.train.runtime import make_runtime
@@ -57,7 +58,8 @@ def sample(
         chosen = sampler_with_overrides(restored.recipe, sampler, steps, guidance, set_)
         gen = torch.Generator(dev).manual_seed(seed)
         noise = torch.randn((n, *restored.spec.shape), generator=gen, device=dev)
-        result = chosen.sample(restored.denoiser, noise, gen, list(label) if label else None)
+        labels = cycle_labels(label, n, dev) if label else None
+        result = chosen.sample(restored.denoiser, noise, gen, labels)
         if output.suffix == ".npz":
             output.parent.mkdir(parents=True, exist_ok=True)
             np.savez(output, samples=result.x.cpu().numpy())

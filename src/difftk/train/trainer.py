@@ -19,6 +19,7 @@ from difftk.data.batches import batch_stream
 from difftk.diffusion.guidance import drop_labels
 from difftk.errors import CheckpointError, DifftkError, TrainingDivergedError
 from difftk.eval.figures import sample_figure, save_png
+from difftk.eval.generate import cycle_labels
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
@@ -282,7 +283,7 @@ class Trainer:
         noise = torch.randn((n, *self.spec.shape), generator=gen, device=self.device)
         sampler = self.recipe.parts["sampler"]
         if labels is None and self.spec.num_classes:
-            labels = torch.arange(n, device=self.device) % self.spec.num_classes
+            labels = cycle_labels(list(range(self.spec.num_classes)), n, self.device)
         return sampler.sample(self.ema.module, noise, gen, labels).x
 
     @torch.no_grad()
@@ -294,7 +295,7 @@ class Trainer:
         n = self.recipe.log.eval_samples
         labels = self.data.heldout_labels
         if self.spec.num_classes and labels is not None:
-            labels = labels.repeat(n // labels.shape[0] + 1)[:n].to(self.device)
+            labels = cycle_labels(labels, n, self.device)
         else:
             labels = None
         x = self.draw_samples(n, seed=1, labels=labels)
