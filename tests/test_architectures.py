@@ -268,9 +268,11 @@ def _parts(registry, kind):
         schedule = make("schedules", "edm")
         target = make("targets", "edm", sigma_data=0.75)
         levels = schedule.levels_from_sigma_edm(torch.logspace(-1.5, 1.5, 8))
-    objective = Objective(schedule, target, make("weights", "uniform"),
-                          make("noise_sampling", "log_normal"), make("losses", "mse"))
-    return schedule, target, make("variance", "fixed_small"), objective, levels
+    def objective_for(denoiser):
+        return Objective.for_denoiser(denoiser, make("weights", "uniform"),
+                                      make("noise_sampling", "log_normal"), make("losses", "mse"))
+
+    return schedule, target, make("variance", "fixed_small"), objective_for, levels
 
 
 @pytest.mark.parametrize("kind", ["eps", "edm"])
@@ -279,8 +281,9 @@ def test_each_architecture_overfits_a_batch_of_eight_digits(registry, name, kind
     """Fixed noise and levels turn training into regression on 8 pairs: the loss must fall 10x."""
     torch.manual_seed(0)
     x0 = _digits8()
-    schedule, target, variance, objective, levels = _parts(registry, kind)
+    schedule, target, variance, objective_for, levels = _parts(registry, kind)
     denoiser = Denoiser(TINY[name].build(DataSpec((1, 8, 8), 1)), schedule, target, variance)
+    objective = objective_for(denoiser)
     opt = torch.optim.Adam(denoiser.parameters(), lr=1e-2)
     losses = []
     for _ in range(300):
@@ -320,7 +323,8 @@ def test_bf16_autocast_forward_matches_fp32_at_the_ends_of_the_noise_range(regis
     for sigma in (0.002, 80.0):  # EDM: the preconditioned input c_in x and c_noise
         levels = schedule.levels_from_sigma_edm(torch.full((4,), sigma))
         x_t = levels.alpha[:, None, None, None] * x0 + levels.sigma[:, None, None, None] * eps
-        cases.append(edm.net_input(x_t, levels, schedule))
+        pre = edm.preconditioning(levels)
+        cases.append((pre.net_input(x_t), pre.noise))
     for t in (1.0, 1000.0):  # DDPM: x_t and the integer t
         levels = linear.levels_at(torch.full((4,), t))
         x_t = levels.alpha[:, None, None, None] * x0 + levels.sigma[:, None, None, None] * eps

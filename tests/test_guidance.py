@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from difftk.diffusion.denoiser import Denoiser
-from difftk.diffusion.guidance import as_labels, cfg_combine, drop_labels
+from difftk.diffusion.guidance import cfg_combine, drop_labels
+from difftk.eval.generate import cycle_labels
 from difftk.plugins.samplers import DDIM, DDPM, DPMpp2M, Euler, EulerAncestral, Heun
 from difftk.plugins.schedules import EDM, Linear
 from difftk.plugins.targets import X0
@@ -18,14 +19,14 @@ ALL = [Heun(steps=12), Euler(steps=24), EulerAncestral(steps=24), DPMpp2M(steps=
 def _draw(sampler, denoiser, labels, n=1000, seed=0):
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(n, 2, generator=g)
-    return sampler.sample(denoiser, noise, g, labels)
+    return sampler.sample(denoiser, noise, g, cycle_labels(labels, n, "cpu"))
 
 
 def test_labels_from_one_class_a_list_or_a_tensor():
-    assert as_labels(None, 4, "cpu") is None
-    assert as_labels(3, 4, "cpu").tolist() == [3, 3, 3, 3]
-    assert as_labels([0, 1, 2], 5, "cpu").tolist() == [0, 1, 2, 0, 1]
-    assert as_labels(torch.tensor([1, 0]), 3, "cpu").tolist() == [1, 0, 1]
+    assert cycle_labels(None, 4, "cpu") is None
+    assert cycle_labels(3, 4, "cpu").tolist() == [3, 3, 3, 3]
+    assert cycle_labels([0, 1, 2], 5, "cpu").tolist() == [0, 1, 2, 0, 1]
+    assert cycle_labels(torch.tensor([1, 0]), 3, "cpu").tolist() == [1, 0, 1]
 
 
 def test_guidance_combination_runs_in_fp32_whatever_the_inputs():

@@ -3,7 +3,6 @@ gradient isolation, and the recipes that use them (seed 003 ch. 3-6, seed 004)."
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -37,10 +36,10 @@ def _batch(n=32, seed=0, t_lo=2):
 
 def _inputs(target, pred, x0, eps, x_t, levels, variance=FixedSmall(), extra=None):
     target = target.bind(SCHEDULE)
-    context = SimpleNamespace(schedule=SCHEDULE, target=target, variance=variance)
     return LossInputs(pred=pred, target=target.value(x0, eps, levels),
                       weight=torch.ones(x0.shape[0], dtype=x0.dtype), x0=x0, x_t=x_t, eps=eps,
-                      levels=levels, extra=extra, context=context)
+                      levels=levels, schedule=SCHEDULE, parameterization=target,
+                      variance=variance, extra=extra)
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
@@ -167,9 +166,22 @@ def test_a_learned_variance_recipe_trains_samples_and_scores(tmp_path):
 
 
 def test_levels_weight_scales_the_vlb():
+    """The noise sampler's importance weight multiplies the per-sample loss in the objective,
+    once, whatever the loss (the VLB does not read the weighting's weight)."""
+    from difftk.diffusion.denoiser import Prediction
+    from difftk.diffusion.objective import Objective
+    from difftk.plugins.noise_sampling import UniformT
+    from difftk.plugins.weights import Uniform
+
     x0, eps, x_t, levels = _batch()
     weighted = Levels(levels.alpha, levels.sigma, levels.t, torch.full((32,), 2.0,
                                                                        dtype=torch.float64))
-    a = VLB()(_inputs(Eps(), eps * 0.9, x0, eps, x_t, levels))
-    b = VLB()(_inputs(Eps(), eps * 0.9, x0, eps, x_t, weighted))
+    objective = Objective(SCHEDULE, Eps().bind(SCHEDULE), FixedSmall(), Uniform(), UniformT(),
+                          VLB())
+
+    def denoiser(x_t, levels, labels):  # an eps estimate, a tenth off the draw's scale
+        return Prediction(pred=0.9 * x_t / levels.sigma.view(-1, 1, 1, 1), extra=None)
+
+    a, _ = objective(denoiser, x0, None, torch.Generator().manual_seed(0), levels)
+    b, _ = objective(denoiser, x0, None, torch.Generator().manual_seed(0), weighted)
     assert torch.allclose(b, 2 * a)

@@ -137,7 +137,7 @@ def test_importance_weights_are_normalised_on_a_partial_support():
     s, q = Linear(), UniformSigma(sigma_min=0.1, sigma_max=10.0, importance=True)
     lv = q.sample(200_000, s, g, "cpu")
     assert float(lv.weight.double().mean()) == pytest.approx(1.0, abs=0.01)
-    t_lo, t_hi = (float(s.t_from_log_snr(torch.tensor([-2 * math.log(v)], dtype=torch.float64)))
+    t_lo, t_hi = (float(s.time_from_log_snr(torch.tensor([-2 * math.log(v)], dtype=torch.float64)))
                   for v in (0.1, 10.0))
     mass = (t_hi - t_lo) / (s.num_steps - 1)
     assert q.reference_mass(s) == pytest.approx(mass, rel=1e-9)

@@ -13,6 +13,7 @@ import torch
 
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.grids import karras_sigmas, make_grid, table_timesteps
+from difftk.diffusion.table_rule import table_problems
 from difftk.plugins.samplers import DDIM, DDPM, DPMpp2M, Euler, EulerAncestral, Heun
 from difftk.plugins.schedules import EDM, Linear
 from difftk.plugins.targets import X0
@@ -84,10 +85,10 @@ def test_every_grid_decreases_to_the_clean_end_in_both_coordinates(kind):
 
 
 def test_table_spacing_on_a_schedule_without_table_fails_validation_with_a_sentence():
-    (path, msg), = DDIM(grid="trailing").check({"schedule": EDM()})
-    assert path == "grid" and "has none" in msg
-    assert DDIM(grid="karras").check({"schedule": EDM()}) == []
-    assert DDPM().check({"schedule": EDM()})[0][0] == "name"
+    (path, msg), = table_problems({"sampler": DDIM(grid="trailing"), "schedule": EDM()})
+    assert path == "sampler.grid" and "has none" in msg
+    assert table_problems({"sampler": DDIM(grid="karras"), "schedule": EDM()}) == []
+    assert table_problems({"sampler": DDPM(), "schedule": EDM()})[0][0] == "sampler.name"
 
 
 # ---------------------------------------------------------------- every sampler
@@ -218,3 +219,14 @@ def test_samplers_recover_the_mixture_weights(sampler):
     schedule = Linear()
     x = _draw(sampler, schedule, n=4000, dim=2, denoiser=mixture_denoiser(schedule)).x
     assert float((x[:, 0] < 0).float().mean()) == pytest.approx(0.30, abs=0.03)
+
+
+def test_each_sampler_lists_only_the_knobs_it_uses():
+    """The Karras grid's range and rho belong to samplers whose default grid is in EDM's sigma;
+    DDPM and DDIM (table spacings by default) use Karras et al.'s values on a karras grid."""
+    for cls in (Heun, Euler, EulerAncestral, DPMpp2M):
+        assert {"sigma_min", "sigma_max", "rho"} <= set(cls.model_fields), cls.name
+    for cls in (DDPM, DDIM):
+        assert not {"sigma_min", "sigma_max", "rho"} & set(cls.model_fields), cls.name
+    on_edm = DDIM(grid="karras").noise_levels(EDM())
+    assert torch.allclose(on_edm.sigma_edm, Heun(steps=50).noise_levels(EDM()).sigma_edm)

@@ -113,7 +113,7 @@ def test_zero_terminal_snr_reaches_zero_and_keeps_the_first_step(cls):
     # Between t = T - 1 and T alpha falls linearly to 0, and t is recovered from logSNR.
     t = torch.tensor([1.0, 2.5, 500.25, 999.5, 999.9, 1000.0], dtype=torch.float64)
     alpha, sigma = zero.alpha_sigma(t)
-    assert torch.allclose(zero.t_from_log_snr(2 * (alpha.log() - sigma.log())), t, atol=1e-9)
+    assert torch.allclose(zero.time_from_log_snr(2 * (alpha.log() - sigma.log())), t, atol=1e-9)
 
 
 def test_the_seeds_one_line_zero_snr_rescaling_does_not_reach_zero():

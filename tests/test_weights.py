@@ -217,9 +217,10 @@ def test_objective_gives_the_weighting_its_schedule():
     from difftk.diffusion.objective import Objective
     from difftk.plugins.losses import MSE
     from difftk.plugins.noise_sampling import UniformT
+    from difftk.plugins.variance import FixedSmall
 
     schedule = Linear()
-    objective = Objective(schedule, Eps(), ELBO(), UniformT(), MSE())
+    objective = Objective(schedule, Eps().bind(schedule), FixedSmall(), ELBO(), UniformT(), MSE())
     delta = 0.1
 
     def denoiser(x_t, levels, labels):  # eps estimate off by delta everywhere

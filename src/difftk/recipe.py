@@ -21,6 +21,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from difftk.diffusion.table_rule import table_problems
 from difftk.errors import DifftkError, RecipeError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_SECTION, FAMILIES
 from difftk.plugin_guard import component_boundary
@@ -341,6 +342,7 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
         except DifftkError as exc:
             problems.append((family.section, str(exc)))
     if not problems:
+        problems += table_problems(parts)
         for section, part in parts.items():
             entry = registry.get(BY_SECTION[section].name, part.name)
             try:

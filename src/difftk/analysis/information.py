@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from difftk.analysis.target_diagnostics import TARGET_COEFFICIENTS, vp_levels
+from difftk.analysis.target_diagnostics import vp_levels
+from difftk.diffusion.target import TARGET_COEFFICIENTS
 
 
 def gaussian_mutual_information(target: str, a: Tensor, b: Tensor, s: float) -> Tensor:

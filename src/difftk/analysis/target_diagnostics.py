@@ -24,13 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-# (c, d) with y = c x0 + d eps, as functions of (a, b) (seed 000 §2).
-TARGET_COEFFICIENTS = {
-    "x0": lambda a, b: (torch.ones_like(a), torch.zeros_like(a)),
-    "eps": lambda a, b: (torch.zeros_like(a), torch.ones_like(a)),
-    "v": lambda a, b: (-b, a),
-    "score": lambda a, b: (torch.zeros_like(a), -1.0 / b),
-}
+from difftk.diffusion.target import TARGET_COEFFICIENTS
+
 METRICS = ("correlation", "slope", "signal", "conditional_variance")
 
 

@@ -42,7 +42,7 @@ class WeightCurve:
 def levels_for(weighting, schedule, log_snr_range: tuple[float, float], n: int = 241) -> Levels:
     """The levels a weighting is drawn at: the table's t = 1..T for table weightings,
     else an even logSNR grid mapped through the schedule (its alpha scale included)."""
-    if weighting.requires_table:
+    if weighting.needs_table:
         return schedule.levels_at(torch.arange(1, schedule.num_steps + 1))
     grid = torch.linspace(log_snr_range[1], log_snr_range[0], n, dtype=torch.float64)
     return schedule.levels_from_sigma_edm(torch.exp(-0.5 * grid))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from difftk.cli.plot import plot_app
+from difftk.diffusion.table_rule import table_problems
 from difftk.errors import DifftkError
 
 
@@ -45,13 +46,15 @@ def plot_weights(
     targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
                for t in (target or ["x0", "eps", "v"])}
     for spec, part in targets.items():
-        problems = part.check({"schedule": sched})
+        problems = table_problems({"target": part, "schedule": sched}) + part.check(
+            {"schedule": sched})
         if problems:
             raise DifftkError(f"--target {spec}: {problems[0][1]} (choose one with --schedule)")
     curves = []
     for spec in specs:
         weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
-        problems = weighting.check({"schedule": sched})
+        problems = (table_problems({"weight": weighting, "schedule": sched})
+                    + weighting.check({"schedule": sched}))
         if problems:
             raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
         curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))

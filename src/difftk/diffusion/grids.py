@@ -20,18 +20,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+from difftk.diffusion.levels import Levels
 
 GridKind = Literal["karras", "uniform_t", "log_sigma", "linspace", "leading", "trailing"]
 TABLE_GRIDS = ("linspace", "leading", "trailing")  # integer steps of a schedule's table
 
 
 @dataclass(frozen=True)
+class Level:
+    """One noise level shared by a whole batch, as a sampler visits it: x_t = alpha x0 +
+    sigma eps, with the schedule's time t where the grid knows it (else the schedule's map
+    from the level to the network's conditioning decides)."""
+
+    alpha: float
+    sigma: float
+    t: float | None = None
+
+    def batch(self, n: int, device) -> Levels:
+        """The level repeated for n samples (float32, as the network takes it)."""
+        def full(v):
+            return None if v is None else torch.full((n,), v, device=device)
+        return Levels(alpha=full(self.alpha), sigma=full(self.sigma), t=full(self.t))
+
+
+@dataclass(frozen=True)
 class Grid:
-    """n noisy levels then the clean one, all float64 [n + 1].
+    """n noisy levels then the clean one, all float64 [n + 1], on ``schedule``.
 
     ``sigma_edm`` is infinite where alpha = 0 (zero terminal SNR); ``t`` is the
     schedule's time where it has one (t-space schedules), else None.
@@ -41,6 +60,7 @@ class Grid:
     sigma: Tensor
     sigma_edm: Tensor
     t: Tensor | None
+    schedule: Any = None
 
     def __len__(self) -> int:
         return self.alpha.shape[0]
@@ -48,6 +68,20 @@ class Grid:
     @property
     def steps(self) -> int:
         return len(self) - 1
+
+    def level(self, i: int) -> Level:
+        """The i-th level of the grid, in (alpha, sigma) coordinates."""
+        return Level(float(self.alpha[i]), float(self.sigma[i]),
+                     None if self.t is None else float(self.t[i]))
+
+    def level_at_sigma_edm(self, sigma_edm: float, t: float | None = None) -> Level:
+        """The schedule's level whose EDM sigma is ``sigma_edm`` (on or between the grid's
+        levels: Karras's churn raises sigma off the grid). ``t`` overrides the time where
+        the grid knows it."""
+        one = self.schedule.levels_from_sigma_edm(torch.tensor([sigma_edm], dtype=torch.float64))
+        if t is None and one.t is not None:
+            t = float(one.t[0])
+        return Level(float(one.alpha[0]), float(one.sigma[0]), t)
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -136,4 +170,4 @@ def make_grid(kind: str, schedule, n: int, sigma_min: float = 0.002, sigma_max: 
     zero = torch.zeros(1, dtype=torch.float64)
     return Grid(alpha=torch.cat([alpha, alpha0]), sigma=torch.cat([sigma, zero]),
                 sigma_edm=torch.cat([sigma_edm, zero]),
-                t=None if t is None else torch.cat([t, zero]))
+                t=None if t is None else torch.cat([t, zero]), schedule=schedule)

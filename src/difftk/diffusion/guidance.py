@@ -1,5 +1,5 @@
-"""The denoiser as a sampler calls it: class labels bound, classifier-free guidance applied,
-network evaluations counted.
+"""The denoiser as a sampler calls it (the one model protocol of every sampler): class labels
+bound, classifier-free guidance applied, network evaluations counted.
 
 Classifier-free guidance (Ho & Salimans 2022) combines a conditional and an unconditional
 (null-label) prediction: D = D_u + s (D_c - D_u). Seed 001 §12.4 writes the same rule as
@@ -12,22 +12,14 @@ and the amplification by s magnify rounding error).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from difftk.diffusion.levels import Levels, broadcast
-
-
-def as_labels(labels, n: int, device) -> Tensor | None:
-    """None, or n class indices from one class, a list (cycled over the batch) or a tensor."""
-    if labels is None:
-        return None
-    if isinstance(labels, int):
-        return torch.full((n,), labels, dtype=torch.long, device=device)
-    values = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    if values.numel() == 0:
-        raise ValueError("an empty list of labels")
-    return values.repeat((n + values.numel() - 1) // values.numel())[:n].to(device)
+from difftk.diffusion.grids import Level
+from difftk.diffusion.levels import Levels
+from difftk.diffusion.variance import Variance
 
 
 def cfg_combine(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
@@ -37,13 +29,28 @@ def cfg_combine(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return u + scale * (c - u)
 
 
+@dataclass
+class Denoised:
+    """What the model tells a sampler at one level: the x0 estimate (in x_t's dtype) and, for
+    ancestral steps, the reverse step's variance (from the network where it is learned)."""
+
+    x0: Tensor
+    extra: Tensor | None
+    variance: Variance
+
+    def log_variance(self, beta: Tensor, beta_tilde: Tensor) -> Tensor:
+        """log sigma^2 of the reverse step whose forward variance is beta and whose posterior
+        variance is beta_tilde (seed 003 ch. 3, 6)."""
+        return self.variance.log_variance(beta, beta_tilde, self.extra)
+
+
 class GuidedModel:
-    """Calls a Denoiser at one noise level for a whole batch; counts evaluations per sample."""
+    """The one model protocol samplers call: ``model(x_t, level) -> Denoised`` for a batch
+    x_t = alpha x0 + sigma eps at one Level, with class labels bound, classifier-free
+    guidance applied and network evaluations counted per sample (``nfe``)."""
 
     def __init__(self, denoiser, labels: Tensor | None, guidance: float = 1.0):
         self.denoiser = denoiser
-        self.schedule = denoiser.schedule
-        self.variance = denoiser.variance
         self.labels = labels
         self.guidance = float(guidance)
         self.nfe = 0
@@ -52,9 +59,9 @@ class GuidedModel:
         self.nfe += 1
         return self.denoiser.x0_and_extra(x_t, levels, labels)
 
-    def x0(self, x_t: Tensor, levels: Levels) -> tuple[Tensor, Tensor | None]:
-        """(x0 estimate, variance channels) for x_t at ``levels``; x0 in x_t's dtype."""
+    def __call__(self, x_t: Tensor, level: Level) -> Denoised:
         x_in = x_t.float()
+        levels = level.batch(x_t.shape[0], x_t.device)
         if self.labels is None or self.guidance == 0.0:
             x0, extra = self._evaluate(x_in, levels, None)
         elif self.guidance == 1.0:
@@ -63,30 +70,7 @@ class GuidedModel:
             cond, extra = self._evaluate(x_in, levels, self.labels)
             uncond, _ = self._evaluate(x_in, levels, None)  # a guided step costs two calls
             x0 = cfg_combine(cond, uncond, self.guidance)
-        return x0.to(x_t.dtype), extra
-
-    def at(self, x_t: Tensor, alpha: float, sigma: float, t: float | None = None
-           ) -> tuple[Tensor, Tensor | None]:
-        """x0 and variance channels at the level (alpha, sigma) with schedule time t."""
-        n, dev = x_t.shape[0], x_t.device
-        levels = Levels(alpha=torch.full((n,), alpha, device=dev),
-                        sigma=torch.full((n,), sigma, device=dev),
-                        t=None if t is None else torch.full((n,), t, device=dev))
-        return self.x0(x_t, levels)
-
-    def edm(self, x: Tensor, sigma_edm: float, t: float | None = None) -> Tensor:
-        """D(x; sigma) in EDM's coordinates x = x_t / alpha (Karras et al. 2022).
-
-        The level comes from the schedule; ``t`` overrides its time where the grid knows it.
-        """
-        one = self.schedule.levels_from_sigma_edm(torch.tensor([sigma_edm], dtype=torch.float64))
-        n, dev = x.shape[0], x.device
-        time = one.t if t is None else torch.tensor([t])
-        levels = Levels(alpha=one.alpha.to(dev).expand(n), sigma=one.sigma.to(dev).expand(n),
-                        t=None if time is None else time.float().to(dev).expand(n))
-        x_t = broadcast(levels.alpha.double(), x) * x
-        x0, _ = self.x0(x_t, levels)
-        return x0.to(x.dtype)
+        return Denoised(x0.to(x_t.dtype), extra, self.denoiser.variance)
 
 
 def drop_labels(labels: Tensor, p: float, null: int, generator: torch.Generator) -> Tensor:

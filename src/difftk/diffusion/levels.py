@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 from torch import Tensor
 
 # logSNR floor used where a formula needs a finite EDM sigma at zero terminal SNR
@@ -64,3 +64,17 @@ def broadcast(v: Tensor, like: Tensor) -> Tensor:
 # it on the training set when the run starts (EDM's sigma_data, seed 001 §8.1.2).
 SigmaData = Annotated[float, Field(gt=0)] | Literal["data"]
 SIGMA_DATA_HELP = 'std of the data; "data" measures it on the training set'
+
+
+class SigmaRange(BaseModel):
+    """Mixin of the parts that live on an interval [sigma_min, sigma_max] of EDM's sigma
+    (sigma-space schedules, sigma distributions): the two parameters, refused unless ordered."""
+
+    sigma_min: float = Field(0.002, gt=0, description="smallest EDM sigma")
+    sigma_max: float = Field(80.0, gt=0, description="largest EDM sigma")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError("sigma_min must be smaller than sigma_max")
+        return self

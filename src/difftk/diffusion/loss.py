@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.schedule import Schedule
+from difftk.diffusion.table_rule import UsesTable
+from difftk.diffusion.target import Target
+from difftk.diffusion.variance import Variance
 
 
 @dataclass
 class LossInputs:
-    """What one training batch produced: prediction, target, weight and the raw pieces."""
+    """What one training batch produced: prediction, regression target and the weighting's
+    weight, the raw pieces, and the parts that relate them.
+
+    ``weight`` is the weighting's w alone: the noise sampler's importance weight
+    (``levels.weight``) multiplies the per-sample loss in the objective, once, whatever the
+    loss. ``parameterization`` is the run's target bound to ``schedule`` (it turns ``pred``
+    into x0, eps or the posterior mean); ``variance`` gives the reverse step's variance.
+    """
 
     pred: Tensor
     target: Tensor
@@ -22,11 +33,13 @@ class LossInputs:
     x_t: Tensor
     eps: Tensor
     levels: Levels
+    schedule: Schedule
+    parameterization: Target
+    variance: Variance
     extra: Tensor | None = None
-    context: Any = None
 
 
-class Loss(Component):
+class Loss(Component, UsesTable):
     """Turns a batch's predictions into one loss value per sample."""
 
     family: ClassVar[str] = "losses"

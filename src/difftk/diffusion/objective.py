@@ -12,19 +12,37 @@ import torch
 from torch import Tensor
 
 from difftk.diffusion.levels import Levels, broadcast
-from difftk.diffusion.loss import LossInputs
+from difftk.diffusion.loss import Loss, LossInputs
+from difftk.diffusion.noise_sampling import NoiseSampler
+from difftk.diffusion.schedule import Schedule
+from difftk.diffusion.target import Target
+from difftk.diffusion.variance import Variance
+from difftk.diffusion.weighting import Weighting
 
 
 @dataclass
 class Objective:
-    schedule: object
-    target: object
-    weighting: object
-    noise_sampling: object
-    loss: object
+    """The loss of a denoiser's parts: ``target`` is bound to ``schedule`` (the Denoiser
+    binds it; ``for_denoiser`` takes the denoiser's own)."""
+
+    schedule: Schedule
+    target: Target
+    variance: Variance
+    weighting: Weighting
+    noise_sampling: NoiseSampler
+    loss: Loss
 
     def __post_init__(self):
-        self.target = self.target.bind(self.schedule)  # targets may read the schedule's table
+        if self.target.schedule is not self.schedule:
+            raise ValueError("the objective's target must be bound to its schedule "
+                             "(Target.bind; a Denoiser binds its own)")
+
+    @classmethod
+    def for_denoiser(cls, denoiser, weighting: Weighting, noise_sampling: NoiseSampler,
+                     loss: Loss) -> Objective:
+        """The objective that trains ``denoiser``: its schedule, bound target and variance."""
+        return cls(denoiser.schedule, denoiser.target, denoiser.variance, weighting,
+                   noise_sampling, loss)
 
     def __call__(self, denoiser, x0: Tensor, labels: Tensor | None,
                  generator: torch.Generator, levels: Levels | None = None,
@@ -40,10 +58,13 @@ class Objective:
         x_t = broadcast(levels.alpha, x0) * x0 + broadcast(levels.sigma, x0) * eps
         prediction = denoiser(x_t, levels, labels)
         weight = self.weighting.on_target(levels, self.target, self.schedule)
-        if levels.weight is not None:
-            weight = weight * levels.weight
         inputs = LossInputs(pred=prediction.pred.float(),
                             target=self.target.value(x0, eps, levels).float(),
                             weight=weight.float(), x0=x0, x_t=x_t, eps=eps, levels=levels,
-                            extra=prediction.extra, context=denoiser)
-        return self.loss(inputs), levels
+                            schedule=self.schedule, parameterization=self.target,
+                            variance=self.variance, extra=prediction.extra)
+        per_sample = self.loss(inputs)
+        if levels.weight is not None:
+            # Importance sampling (seed 001 §5.2): E_p[l] = E_q[(p / q) l], whatever the loss.
+            per_sample = per_sample * levels.weight.to(per_sample.dtype)
+        return per_sample, levels

@@ -1,26 +1,39 @@
-"""Generation algorithms. Each is a plain function of (model, noise, grid) in the shape of
+"""Generation algorithms. Each is a plain function of (model, x, grid) in the shape of
 k-diffusion's samplers, behind a component that holds its parameters.
 
-Every sampler has the same knobs for where it steps (``grid``, ``steps``, ``sigma_min``,
-``sigma_max``, ``rho``; see grids.py) and for conditioning (a class label or a list, and
-a classifier-free guidance scale; see guidance.py), and reports how many network
-evaluations each sample cost.
+Every sampler calls its model through one protocol, ``model(x_t, level) -> Denoised``
+(guidance.py): x_t = alpha x0 + sigma eps for the whole batch at one ``Level`` (grids.py),
+answered with the x0 estimate and the reverse step's variance. A sampler that steps in
+EDM's coordinates x = x_t / alpha converts at the call. Every sampler reports each step to
+an optional ``callback`` (k-diffusion's shape, ``report``), has the knobs of where it steps
+(``steps``, ``grid``; the Karras grid's range and rho only where its default grid is in
+EDM's sigma, ``SigmaGridSampler``) and of conditioning (a tensor of class labels and a
+classifier-free guidance scale), and reports how many network evaluations each sample cost.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from difftk.component import Component
-from difftk.diffusion.grids import TABLE_GRIDS, Grid, GridKind, make_grid
-from difftk.diffusion.guidance import GuidedModel, as_labels
+from difftk.diffusion.grids import TABLE_GRIDS, Grid, GridKind, Level, make_grid
+from difftk.diffusion.guidance import GuidedModel
 from difftk.diffusion.levels import LOG_SNR_MIN
+from difftk.diffusion.table_rule import TableNeed, UsesTable
+
+# A per-step callback: called once per step with {"x", "i", "alpha", "sigma", "denoised"}.
+StepCallback = Callable[[dict[str, Any]], None]
+
+# The Karras grid of samplers without the knobs (Karras et al. 2022: sigma in [0.002, 80],
+# rho = 7), clipped to the schedule's range like every Karras grid.
+KARRAS_SIGMA_MIN, KARRAS_SIGMA_MAX, KARRAS_RHO = 0.002, 80.0, 7.0
 
 
 @dataclass
@@ -29,60 +42,75 @@ class SampleResult:
     nfe: int  # network evaluations per sample (a guided evaluation counts two)
 
 
-class Sampler(Component):
+def report(callback: StepCallback | None, i: int, x_t: Tensor, level: Level,
+           denoised: Tensor) -> None:
+    """Tell ``callback`` about step i: the state x_t = alpha x0 + sigma eps the model saw at
+    ``level`` and its x0 estimate (k-diffusion's ``callback({'x', 'i', 'sigma', 'denoised'})``,
+    in difftk's coordinates: x is x_t and sigma the noise scale in x_t, not EDM's sigma)."""
+    if callback is not None:
+        callback({"x": x_t, "i": i, "alpha": level.alpha, "sigma": level.sigma,
+                  "denoised": denoised})
+
+
+class Sampler(Component, UsesTable):
     """Turns standard normal noise into samples with a denoiser."""
 
     family: ClassVar[str] = "samplers"
-    requires_table: ClassVar[bool] = False
 
     steps: int = Field(18, ge=1, le=100_000, description="number of noisy levels the sampler visits")
     grid: GridKind = Field("karras", description="step grid: karras, uniform_t, log_sigma, or "
                            "a table spacing linspace / leading / trailing")
-    sigma_min: float = Field(0.002, gt=0, description="smallest nonzero EDM sigma "
-                             "(karras and log_sigma grids)")
-    sigma_max: float = Field(80.0, gt=0, description="largest EDM sigma (karras and log_sigma "
-                             "grids; clipped to the schedule's range)")
-    rho: float = Field(7.0, gt=0, description="Karras grid exponent")
     guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale s in "
                             "D_u + s (D_c - D_u): 1 conditional, 0 unconditional, >1 guided")
 
     def num_levels(self, schedule) -> int:
         return self.steps
 
+    def sigma_grid(self) -> tuple[float, float, float]:
+        """(sigma_min, sigma_max, rho) of the karras and log_sigma grids."""
+        return KARRAS_SIGMA_MIN, KARRAS_SIGMA_MAX, KARRAS_RHO
+
     def noise_levels(self, schedule) -> Grid:
         """The grid this sampler visits on ``schedule``."""
-        return make_grid(self.grid, schedule, self.num_levels(schedule), self.sigma_min,
-                         self.sigma_max, self.rho)
+        return make_grid(self.grid, schedule, self.num_levels(schedule), *self.sigma_grid())
 
     def sample(self, denoiser, noise: Tensor, generator: torch.Generator,
-               labels: Tensor | int | list[int] | None = None) -> SampleResult:
-        """Samples from noise ~ N(0, I); ``labels`` (one class, a list cycled over the
-        batch, or a tensor) condition a class-conditional denoiser."""
-        model = GuidedModel(denoiser, as_labels(labels, noise.shape[0], noise.device),
+               labels: Tensor | None = None, callback: StepCallback | None = None
+               ) -> SampleResult:
+        """Samples from noise ~ N(0, I); ``labels`` (one class index per sample) condition a
+        class-conditional denoiser; ``callback`` hears about every step (``report``)."""
+        model = GuidedModel(denoiser, None if labels is None else labels.to(noise.device),
                             self.guidance)
         grid = self.noise_levels(denoiser.schedule)
         with torch.no_grad():
-            x = self.solve(model, noise, grid, generator)
+            x = self.solve(model, noise, grid, generator, callback)
         return SampleResult(x.float(), model.nfe)
 
-    def solve(self, model: GuidedModel, noise: Tensor, grid: Grid,
-              generator: torch.Generator) -> Tensor:
+    def solve(self, model: GuidedModel, noise: Tensor, grid: Grid, generator: torch.Generator,
+              callback: StepCallback | None = None) -> Tensor:
         """The algorithm: from noise to a sample, visiting the levels of ``grid``."""
         raise NotImplementedError
 
-    def check(self, parts):
-        schedule = parts.get("schedule")
-        if schedule is None or schedule.has_table:
-            return []
-        if self.requires_table:
-            return [("name", f'the {self.name} sampler steps through a table of T levels, and '
-                     f'the schedule "{schedule.name}" has none; use a t-space schedule or '
-                     "another sampler")]
-        if self.grid in TABLE_GRIDS:
-            return [("grid", f'the {self.grid} spacing picks integer steps of a table of T '
-                     f'levels, and the schedule "{schedule.name}" has none; use grid = '
-                     '"karras", "log_sigma" or "uniform_t"')]
-        return []
+    def table_need(self) -> TableNeed | None:
+        need = super().table_need()
+        if need is None and self.grid in TABLE_GRIDS:
+            return TableNeed("grid", "picks integer steps of",
+                             'grid = "karras", "log_sigma" or "uniform_t"',
+                             subject=f"the {self.grid} spacing")
+        return need
+
+
+class SigmaGridSampler(Sampler):
+    """A sampler whose default grid is in EDM's sigma: it has that grid's range and rho."""
+
+    sigma_min: float = Field(KARRAS_SIGMA_MIN, gt=0, description="smallest nonzero EDM sigma "
+                             "(karras and log_sigma grids)")
+    sigma_max: float = Field(KARRAS_SIGMA_MAX, gt=0, description="largest EDM sigma (karras and "
+                             "log_sigma grids; clipped to the schedule's range)")
+    rho: float = Field(KARRAS_RHO, gt=0, description="Karras grid exponent")
+
+    def sigma_grid(self) -> tuple[float, float, float]:
+        return self.sigma_min, self.sigma_max, self.rho
 
 
 # EDM-coordinate samplers cannot start at sigma_edm = inf (zero terminal SNR); they start

@@ -52,13 +52,6 @@ class Schedule(Component):
         """The time whose logSNR is ``log_snr`` (float64), clamped to the schedule's axis ends."""
         raise NotImplementedError
 
-    def sample_uniform_t(self, n: int, generator: torch.Generator, device,
-                         discrete: bool = True) -> Levels:
-        """Levels at n times drawn uniformly over the schedule's time axis."""
-        lo, hi = self.time_range()
-        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        return self.levels_at_time(lo + (hi - lo) * u)
-
     def time_input(self, levels: Levels) -> Tensor:
         """The conditioning a network trained on this schedule's time takes."""
         raise NotImplementedError
@@ -222,10 +215,10 @@ class DiscreteSchedule(Schedule):
         s = sigma_edm.to(torch.float64)
         # Variance preserving: alpha = 1/sqrt(1 + s^2), sigma = s alpha.
         alpha = torch.rsqrt(1.0 + s**2)
-        t = self.t_from_log_snr(-2.0 * torch.log(s))
+        t = self.time_from_log_snr(-2.0 * torch.log(s))
         return Levels(alpha=alpha.float(), sigma=(s * alpha).float(), t=t.float())
 
-    def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
+    def time_from_log_snr(self, log_snr: Tensor) -> Tensor:
         """The fractional t whose interpolated logSNR equals ``log_snr`` (clamped to [0, T]).
 
         The exact inverse of ``alpha_sigma`` between table entries.
@@ -249,18 +242,9 @@ class DiscreteSchedule(Schedule):
         frac = torch.nan_to_num(frac, nan=1.0, posinf=1.0, neginf=0.0).clamp(0, 1)
         return (lo + frac).clamp(0, T)
 
-    def time_from_log_snr(self, log_snr: Tensor) -> Tensor:
-        return self.t_from_log_snr(log_snr)
-
-    def sample_uniform_t(self, n, generator, device, discrete=True) -> Levels:
-        if discrete:
-            t = torch.randint(1, self.num_steps + 1, (n,), generator=generator, device=device)
-            return self.levels_at(t)
-        return super().sample_uniform_t(n, generator, device)
-
     def time_input(self, levels: Levels) -> Tensor:
         if levels.t is None:
-            return self.t_from_log_snr(levels.log_snr).float()
+            return self.time_from_log_snr(levels.log_snr).float()
         return levels.t.float()
 
     def levels_from_time_input(self, time: Tensor) -> Levels:

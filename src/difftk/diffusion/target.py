@@ -7,25 +7,62 @@ Every target is T = a x0 + b eps with (a, b) from (alpha, sigma) (seed 000 §2, 
 
 and, at fixed x_t, an error in T is an error in x0 scaled by |a - b alpha / sigma|. A
 target may also precondition the network (EDM, seed 001 §8.1) by overriding
-``net_input`` and ``prediction``.
+``preconditioning``, which the denoiser evaluates once per forward pass.
 
 A target whose coefficients depend on the schedule's table (the posterior mean, seed 003
-ch. 4) reads it from ``self.schedule``: the denoiser and the objective ``bind`` their
-target to the run's schedule. Binding is the only schedule-dependence of the base class.
+ch. 4) reads it from ``self.schedule``: the Denoiser ``bind``s its target to the run's
+schedule once, and the objective and the losses use that bound target. Binding is the only
+schedule-dependence of the base class.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from pydantic import PrivateAttr
 from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.levels import Levels, broadcast
+from difftk.diffusion.table_rule import UsesTable
+
+# (a, b) with T = a x0 + b eps for x_t = alpha x0 + sigma eps, for the targets that are fixed
+# functions of the level (seed 000 §2, seed 001 §2): the one table of them in difftk.
+TARGET_COEFFICIENTS = {
+    "x0": lambda alpha, sigma: (torch.ones_like(alpha), torch.zeros_like(alpha)),
+    "eps": lambda alpha, sigma: (torch.zeros_like(alpha), torch.ones_like(alpha)),
+    # v = alpha eps - sigma x0 (Salimans & Ho 2022; seed 001 §2.3)
+    "v": lambda alpha, sigma: (-sigma, alpha),
+    # score of q(x_t | x0) = -eps / sigma (seed 001 §2.4)
+    "score": lambda alpha, sigma: (torch.zeros_like(alpha), -1.0 / sigma),
+}
 
 
-class Target(Component):
+@dataclass(frozen=True)
+class Preconditioning:
+    """How a target wraps the network F at one batch of levels: F sees c_in x_t and the
+    conditioning ``noise``, and the estimate is c_skip x_t + c_out F (Karras et al. 2022,
+    seed 001 §8.1). ``c_in`` None is 1; ``c_out`` None is the identity (F is the estimate)."""
+
+    noise: Tensor
+    c_in: Tensor | None = None
+    c_skip: Tensor | None = None
+    c_out: Tensor | None = None
+
+    def net_input(self, x_t: Tensor) -> Tensor:
+        """What the network sees as its image input."""
+        return x_t if self.c_in is None else broadcast(self.c_in, x_t) * x_t
+
+    def prediction(self, out: Tensor, x_t: Tensor) -> Tensor:
+        """The target estimate from the network's raw output."""
+        if self.c_out is None:
+            return out
+        return broadcast(self.c_skip, x_t) * x_t + broadcast(self.c_out, out) * out
+
+
+class Target(Component, UsesTable):
     """What the network regresses, and how its output becomes x0 and eps."""
 
     family: ClassVar[str] = "targets"
@@ -52,13 +89,13 @@ class Target(Component):
         a, b = self.coefficients(levels)
         return broadcast(a, x0) * x0 + broadcast(b, eps) * eps
 
-    def net_input(self, x_t: Tensor, levels: Levels, schedule) -> tuple[Tensor, Tensor]:
-        """What the network sees: its image input and its noise-level conditioning."""
-        return x_t, schedule.time_input(levels)
-
-    def prediction(self, out: Tensor, x_t: Tensor, levels: Levels) -> Tensor:
-        """The target estimate from the network's raw output."""
-        return out
+    def preconditioning(self, levels: Levels) -> Preconditioning:
+        """The network's input and output maps at ``levels``: none but the bound schedule's
+        time conditioning unless the target preconditions."""
+        if self._schedule is None:
+            raise ValueError(f"the {self.name} target conditions the network on the schedule's "
+                             "time: bind it to the schedule first (Target.bind)")
+        return Preconditioning(noise=self._schedule.time_input(levels))
 
     def _solve(self, pred: Tensor, x_t: Tensor, levels: Levels) -> tuple[Tensor, Tensor]:
         a, b = (broadcast(c, x_t) for c in self.coefficients(levels))
@@ -102,7 +139,7 @@ class Target(Component):
         """The schedule time t of each level (read back from logSNR where not carried)."""
         if levels.t is not None:
             return levels.t
-        return self._require_table().t_from_log_snr(levels.log_snr.double())
+        return self._require_table().time_from_log_snr(levels.log_snr.double())
 
     def x0_error_factor(self, levels: Levels) -> Tensor:
         """k with ||T_hat - T||^2 = k ||x0_hat - x0||^2 at fixed x_t (seed 003 eq. 5.3, 5.7)."""

@@ -13,9 +13,10 @@ from typing import ClassVar
 from torch import Tensor
 
 from difftk.component import Component
+from difftk.diffusion.table_rule import TableNeed, UsesTable
 
 
-class Variance(Component):
+class Variance(Component, UsesTable):
     """Log-variance of a reverse step from its beta, its posterior beta_tilde and,
     for learned variances, the network's extra channels."""
 
@@ -25,17 +26,16 @@ class Variance(Component):
     def log_variance(self, beta: Tensor, beta_tilde: Tensor, extra: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def check(self, parts):
+    def table_need(self) -> TableNeed | None:
         if not self.learned:
-            return []
-        problems = []
-        schedule, loss = parts.get("schedule"), parts.get("loss")
-        if schedule is not None and not schedule.has_table:
-            problems.append(("name", f'a learned variance lives between beta_tilde and beta of a '
-                             f'table of T steps, and the schedule "{schedule.name}" has none; use '
-                             "a t-space schedule or a fixed variance"))
-        if loss is not None and not getattr(loss, "trains_variance", False):
-            problems.append(("name", f'the loss "{loss.name}" sends no gradient to the variance '
-                             f'channels, so "{self.name}" would sample with an untrained variance; '
-                             'use loss "vlb" or "hybrid", or a fixed variance'))
-        return problems
+            return None
+        return TableNeed("name", "lives between beta_tilde and beta of the steps of",
+                         "a fixed variance")
+
+    def check(self, parts):
+        loss = parts.get("loss")
+        if self.learned and loss is not None and not getattr(loss, "trains_variance", False):
+            return [("name", f'the loss "{loss.name}" sends no gradient to the variance '
+                     f'channels, so "{self.name}" would sample with an untrained variance; '
+                     'use loss "vlb" or "hybrid", or a fixed variance')]
+        return []

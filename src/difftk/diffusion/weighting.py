@@ -7,7 +7,8 @@ eps-prediction min(SNR, gamma) becomes min(SNR, gamma) / SNR (the Min-SNR paper)
 
 Most weightings are functions of SNR alone and implement ``__call__(snr)``. A weighting
 that needs the schedule (the ELBO's, which depends on the step from t - 1 to t, seed 003
-eq. 4.6) sets ``requires_table`` and overrides ``at(levels, schedule)`` instead.
+eq. 4.6) declares ``needs_table`` (table_rule.py) and overrides ``at(levels, schedule)``
+instead.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.table_rule import UsesTable
 
 RelativeTo = Literal["target", "x0"]
 RELATIVE_TO_HELP = "the MSE the formula weights: the trained target's or x0's"
 
 
-class Weighting(Component):
+class Weighting(Component, UsesTable):
     """A weight on the per-sample loss as a function of SNR."""
 
     family: ClassVar[str] = "weights"
-    # True for weightings that read the t-space schedule's table (not a function of SNR alone).
-    requires_table: ClassVar[bool] = False
 
     relative_to: RelativeTo = Field("target", description=RELATIVE_TO_HELP)
 
@@ -48,11 +48,3 @@ class Weighting(Component):
             # ||T_hat - T||^2 = k ||x0_hat - x0||^2, so w ||x0 err||^2 = (w / k) ||T err||^2.
             w = w / target.x0_error_factor(levels).double()
         return w.float()
-
-    def check(self, parts):
-        schedule = parts.get("schedule")
-        if self.requires_table and schedule is not None and not schedule.has_table:
-            return [("name", f'the {self.name} weighting is defined by the steps of a table of T '
-                     f'levels, and the schedule "{schedule.name}" has none; use a t-space '
-                     "schedule or another weighting")]
-        return []

@@ -9,6 +9,19 @@ import torch
 from difftk.diffusion.sampler import SampleResult
 
 
+def cycle_labels(labels, n: int, device) -> torch.Tensor | None:
+    """None, or n class indices from one class, a list or a tensor, cycled over the batch
+    (training grids cycle through the classes, evaluation through the held-out labels)."""
+    if labels is None:
+        return None
+    if isinstance(labels, int):
+        return torch.full((n,), labels, dtype=torch.long, device=device)
+    values = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if values.numel() == 0:
+        raise ValueError("an empty list of labels")
+    return values.repeat((n + values.numel() - 1) // values.numel())[:n].to(device)
+
+
 def generate(sampler, denoiser, n: int, shape: tuple[int, ...], device, seed: int = 0,
              labels: torch.Tensor | None = None, batch_size: int = 500) -> SampleResult:
     """n samples drawn ``batch_size`` at a time from one seeded stream (labels [n] or None)."""

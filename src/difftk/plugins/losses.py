@@ -29,12 +29,6 @@ def _full(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def _importance(inputs: LossInputs) -> torch.Tensor | float:
-    """The noise sampler's importance weight (1 when it draws t uniformly)."""
-    w = inputs.levels.weight
-    return 1.0 if w is None else w.to(inputs.x0.device).float()
-
-
 def _integer_t(inputs: LossInputs, schedule) -> torch.Tensor:
     t = inputs.levels.t
     if t is None or not bool(torch.all(t == t.round())):
@@ -46,13 +40,8 @@ def _integer_t(inputs: LossInputs, schedule) -> torch.Tensor:
 class _TableLoss(Loss):
     """A loss defined through the steps of a t-space schedule's table."""
 
-    def check(self, parts):
-        schedule = parts.get("schedule")
-        if schedule is not None and not schedule.has_table:
-            return [("name", f'the {self.name} loss is defined by the steps t -> t - 1 of a table '
-                     f'of T levels, and the schedule "{schedule.name}" has none; use a t-space '
-                     'schedule or loss "mse"')]
-        return []
+    needs_table: ClassVar[str] = "is defined by the steps t -> t - 1 of"
+    without_table: ClassVar[str] = 'loss "mse"'
 
 
 class MSE(Loss):
@@ -72,12 +61,11 @@ def _vlb_bits(inputs: LossInputs, x0_hat: torch.Tensor) -> torch.Tensor:
     term has no parameters and is added exactly), so the mean over a batch estimates the
     NLL bound of ``difftk eval --nll``.
     """
-    den = inputs.context
-    schedule = den.schedule
+    schedule = inputs.schedule
     t = _integer_t(inputs, schedule)
     x0 = _full(inputs.x0)
-    terms = vlb_term_bits(schedule, den.variance, x0, _full(inputs.x_t), t, x0_hat.to(x0.dtype),
-                          inputs.extra)
+    terms = vlb_term_bits(schedule, inputs.variance, x0, _full(inputs.x_t), t,
+                          x0_hat.to(x0.dtype), inputs.extra)
     return schedule.num_steps * terms.bits + prior_kl_bits(schedule, x0)
 
 
@@ -89,9 +77,8 @@ class VLB(_TableLoss):
     trains_variance: ClassVar[bool] = True
 
     def __call__(self, inputs):
-        den = inputs.context
-        x0_hat = den.target.to_x0(inputs.pred, _full(inputs.x_t), inputs.levels)
-        return _vlb_bits(inputs, x0_hat) * _importance(inputs)
+        x0_hat = inputs.parameterization.to_x0(inputs.pred, _full(inputs.x_t), inputs.levels)
+        return _vlb_bits(inputs, x0_hat)
 
 
 class Hybrid(_TableLoss):
@@ -109,10 +96,10 @@ class Hybrid(_TableLoss):
 
     def __call__(self, inputs):
         mse = inputs.weight * _reduce((inputs.pred - inputs.target).square(), self.reduction)
-        den = inputs.context
         # Stop-gradient: the mean is a constant for the VLB term.
-        x0_hat = den.target.to_x0(inputs.pred.detach(), _full(inputs.x_t), inputs.levels)
-        return mse + self.vlb_weight * _vlb_bits(inputs, x0_hat) * _importance(inputs)
+        x0_hat = inputs.parameterization.to_x0(inputs.pred.detach(), _full(inputs.x_t),
+                                               inputs.levels)
+        return mse + self.vlb_weight * _vlb_bits(inputs, x0_hat)
 
 
 class MeanMatching(_TableLoss):
@@ -131,14 +118,14 @@ class MeanMatching(_TableLoss):
     reduction: Reduction = Field("mean", description=REDUCTION_HELP)
 
     def __call__(self, inputs):
-        den = inputs.context
+        target = inputs.parameterization
         x0, x_t = _full(inputs.x0), _full(inputs.x_t)
         levels = inputs.levels
-        post = posterior(den.schedule, den.target.times(levels).to(x0.device))
+        post = posterior(inputs.schedule, target.times(levels).to(x0.device))
         c_x0, c_xt = broadcast(post.c_x0, x0), broadcast(post.c_xt, x0)
         var = broadcast(post.variance, x0)
         true_mean = c_x0 * x0 + c_xt * x_t
-        mu_theta = den.target.to_mean(inputs.pred, x_t, levels).to(x0.dtype)
+        mu_theta = target.to_mean(inputs.pred, x_t, levels).to(x0.dtype)
         if self.estimator == "sample":
             x_prev = true_mean + var.sqrt() * torch.randn_like(x0)
             sq = (x_prev - mu_theta).square()

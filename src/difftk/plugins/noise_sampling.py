@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import Tensor
 
+from difftk.diffusion.levels import SigmaRange
 from difftk.diffusion.noise_sampling import NoiseSampler, time_jacobian, uniform_time_density
 from difftk.hookspecs import hookimpl
 
@@ -108,15 +109,8 @@ class _SigmaDistribution(NoiseSampler):
         return schedule.levels_from_sigma_edm(sigma), -2.0 * torch.log(sigma)
 
 
-class _SigmaRange(_SigmaDistribution):
-    sigma_min: float = Field(0.002, gt=0, description="smallest sigma drawn")
-    sigma_max: float = Field(80.0, gt=0, description="largest sigma drawn")
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.sigma_min >= self.sigma_max:
-            raise ValueError("sigma_min must be smaller than sigma_max")
-        return self
+class _SigmaRange(_SigmaDistribution, SigmaRange):
+    """A distribution of EDM's sigma on [sigma_min, sigma_max]."""
 
     def log_snr_support(self, schedule):
         return -2 * math.log(self.sigma_max), -2 * math.log(self.sigma_min)
@@ -159,39 +153,49 @@ class LogUniformSigma(_SigmaRange):
         return torch.where(self._inside(x), p, torch.zeros_like(p))
 
 
-class LogNormal(_SigmaDistribution):
+class _NormalLogSigma(_SigmaDistribution):
+    """ln sigma ~ N(mu, s^2) in EDM's sigma, with (mu, s) from ``location_scale``."""
+
+    def location_scale(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def draw_sigma(self, n, generator, device):
+        mu, s = self.location_scale()
+        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+        return torch.exp(mu + s * z)
+
+    def log_snr_density(self, log_snr, schedule):
+        # logSNR = -2 ln sigma ~ N(-2 mu, (2 s)^2)
+        mu, s = self.location_scale()
+        return _normal_pdf(log_snr.to(torch.float64), -2 * mu, 2 * s)
+
+
+class LogNormal(_NormalLogSigma):
     """ln sigma ~ N(P_mean, P_std^2) in EDM's sigma (Karras et al. 2022; seed 001 §8.2.3)."""
 
     name = "log_normal"
     P_mean: float = Field(-1.2, description="mean of ln sigma")
     P_std: float = Field(1.2, gt=0, description="standard deviation of ln sigma")
 
-    def draw_sigma(self, n, generator, device):
-        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
-        return torch.exp(self.P_mean + self.P_std * z)
-
-    def log_snr_density(self, log_snr, schedule):
-        # logSNR = -2 ln sigma ~ N(-2 P_mean, (2 P_std)^2)
-        return _normal_pdf(log_snr.to(torch.float64), -2 * self.P_mean, 2 * self.P_std)
+    def location_scale(self):
+        return self.P_mean, self.P_std
 
 
-class LogitNormal(_SigmaDistribution):
+class LogitNormal(_NormalLogSigma):
     """Rectified-flow time t = sigmoid(m + s z), z ~ N(0, 1), as in Stable Diffusion 3
-    (Esser et al. 2024), carried to the schedule through EDM's sigma = t / (1 - t)."""
+    (Esser et al. 2024), carried to the schedule through EDM's sigma = t / (1 - t).
+
+    Rectified flow x_t = (1 - t) x0 + t eps has sigma_edm = t / (1 - t) = exp(logit t), so
+    this is the log-normal of EDM's sigma with (m, s), drawn as exp(m + s z) without 1 - t
+    rounding to 0 in the tail.
+    """
 
     name = "logit_normal"
     m: float = Field(0.0, description="location: mean of logit(t)")
     s: float = Field(1.0, gt=0, description="scale: standard deviation of logit(t)")
 
-    def draw_sigma(self, n, generator, device):
-        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
-        # Rectified flow x_t = (1 - t) x0 + t eps has sigma_edm = t / (1 - t) = exp(logit t);
-        # exp(m + s z) is that number without 1 - t rounding to 0 in the tail.
-        return torch.exp(self.m + self.s * z)
-
-    def log_snr_density(self, log_snr, schedule):
-        # logSNR = -2 logit(t) ~ N(-2 m, (2 s)^2): the log-normal of EDM sigma with (m, s).
-        return _normal_pdf(log_snr.to(torch.float64), -2 * self.m, 2 * self.s)
+    def location_scale(self):
+        return self.m, self.s
 
 
 @hookimpl

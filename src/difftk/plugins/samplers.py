@@ -1,4 +1,6 @@
-"""Built-in samplers, each a plain function of (model, x, grid) behind its component.
+"""Built-in samplers, each a plain function of (model, x, grid) behind its component; the model
+is called as ``model(x_t, level)`` (diffusion/sampler.py) and each step is reported to
+``callback``.
 
 - euler, heun: Karras et al. 2022 Algorithms 1-2 (with churn) in EDM's sigma.
 - euler_ancestral: k-diffusion's ``sample_euler_ancestral`` (Euler step to sigma_down,
@@ -27,7 +29,7 @@ import torch
 from pydantic import Field
 
 from difftk.diffusion.grids import Grid, GridKind
-from difftk.diffusion.sampler import Sampler, finite_sigmas
+from difftk.diffusion.sampler import Sampler, SigmaGridSampler, finite_sigmas, report
 from difftk.hookspecs import hookimpl
 
 
@@ -35,30 +37,40 @@ def _randn(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _time(grid: Grid, i: int) -> float | None:
-    return None if grid.t is None else float(grid.t[i])
-
-
 # ---------------------------------------------------------------- EDM coordinates
-def edm_sample(denoise, x, sigmas, generator, *, heun: bool, s_churn: float, s_tmin: float,
-               s_tmax: float, s_noise: float, times=None) -> torch.Tensor:
+def _denoise_edm(model, grid: Grid, x, sigma_edm: float, t: float | None, i: int, callback):
+    """D(x; sigma) for x = x_t / alpha (Karras et al. 2022) through the model protocol: the
+    level is the schedule's at ``sigma_edm``, with the grid's time t where it knows it."""
+    level = grid.level_at_sigma_edm(sigma_edm, t)
+    x_t = level.alpha * x
+    denoised = model(x_t, level).x0.to(x.dtype)
+    report(callback, i, x_t, level, denoised)
+    return denoised
+
+
+def edm_sample(model, x, grid: Grid, generator, *, heun: bool, s_churn: float, s_tmin: float,
+               s_tmax: float, s_noise: float, callback=None) -> torch.Tensor:
     """Karras et al. 2022 Algorithm 2 (Algorithm 1's Euler step when heun is False).
 
-    ``denoise(x, sigma, t)`` is D(x; sigma) with x = x_t / alpha; ``sigmas`` decreases to 0.
-    The last step, to sigma = 0, is an Euler step (NFE = 2N - 1 for Heun).
+    x = x_t / alpha starts at the grid's first EDM sigma and ends at sigma = 0, where it is
+    x0. The last step, to sigma = 0, is an Euler step (NFE = 2N - 1 for Heun). A step is
+    reported with its first evaluation (at sigma_hat after churn).
     """
+    sigmas = finite_sigmas(grid).tolist()
+    times = None if grid.t is None else grid.t.tolist()
     n = len(sigmas) - 1
     for i in range(n):
-        s_cur, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        s_cur, s_next = sigmas[i], sigmas[i + 1]
         gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s_cur <= s_tmax else 0.0
         s_hat = s_cur * (1 + gamma)
         t_hat = None if gamma > 0 or times is None else times[i]
         if gamma > 0:
             x = x + math.sqrt(s_hat**2 - s_cur**2) * s_noise * _randn(x, generator)
-        d = (x - denoise(x, s_hat, t_hat)) / s_hat
+        d = (x - _denoise_edm(model, grid, x, s_hat, t_hat, i, callback)) / s_hat
         x_next = x + (s_next - s_hat) * d
         if heun and s_next > 0:
-            d_next = (x_next - denoise(x_next, s_next, None if times is None else times[i + 1])
+            t_next = None if times is None else times[i + 1]
+            d_next = (x_next - _denoise_edm(model, grid, x_next, s_next, t_next, i, None)
                       ) / s_next
             x_next = x + (s_next - s_hat) * 0.5 * (d + d_next)
         x = x_next
@@ -74,12 +86,15 @@ def ancestral_step(s_from: float, s_to: float, eta: float) -> tuple[float, float
     return math.sqrt(s_to**2 - s_up**2), s_up
 
 
-def euler_ancestral_sample(denoise, x, sigmas, generator, *, eta: float, s_noise: float,
-                           times=None) -> torch.Tensor:
+def euler_ancestral_sample(model, x, grid: Grid, generator, *, eta: float, s_noise: float,
+                           callback=None) -> torch.Tensor:
     """k-diffusion ``sample_euler_ancestral``: Euler to sigma_down, then add sigma_up noise."""
+    sigmas = finite_sigmas(grid).tolist()
+    times = None if grid.t is None else grid.t.tolist()
     for i in range(len(sigmas) - 1):
-        s_cur, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        denoised = denoise(x, s_cur, None if times is None else times[i])
+        s_cur, s_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise_edm(model, grid, x, s_cur, None if times is None else times[i], i,
+                                callback)
         s_down, s_up = ancestral_step(s_cur, s_next, eta)
         x = x + (s_down - s_cur) * (x - denoised) / s_cur
         if s_up > 0:
@@ -87,16 +102,14 @@ def euler_ancestral_sample(denoise, x, sigmas, generator, *, eta: float, s_noise
     return x
 
 
-class _EDMCoordinates(Sampler):
+class _EDMCoordinates(SigmaGridSampler):
     """A sampler that steps in EDM's x = x_t / alpha and sigma_edm."""
 
-    def solve(self, model, noise, grid, generator):
-        sigmas = finite_sigmas(grid)
-        times = None if grid.t is None else grid.t.tolist()
-        x = noise.to(torch.float64) * sigmas[0]
-        return self.integrate(model.edm, x, sigmas, times, generator)  # x = x0 at sigma = 0
+    def solve(self, model, noise, grid, generator, callback=None):
+        x = noise.to(torch.float64) * finite_sigmas(grid)[0]
+        return self.integrate(model, x, grid, generator, callback)  # x = x0 at sigma = 0
 
-    def integrate(self, denoise, x, sigmas, times, generator):
+    def integrate(self, model, x, grid, generator, callback):
         raise NotImplementedError
 
 
@@ -108,10 +121,10 @@ class _EDMSampler(_EDMCoordinates):
 
     heun: ClassVar[bool] = True
 
-    def integrate(self, denoise, x, sigmas, times, generator):
-        return edm_sample(denoise, x, sigmas, generator, heun=self.heun, s_churn=self.S_churn,
+    def integrate(self, model, x, grid, generator, callback):
+        return edm_sample(model, x, grid, generator, heun=self.heun, s_churn=self.S_churn,
                           s_tmin=self.S_tmin, s_tmax=self.S_tmax, s_noise=self.S_noise,
-                          times=times)
+                          callback=callback)
 
 
 class Heun(_EDMSampler):
@@ -135,13 +148,13 @@ class EulerAncestral(_EDMCoordinates):
                        "(0: the Euler ODE sampler)")
     S_noise: float = Field(1.0, gt=0, description="scale of the injected noise")
 
-    def integrate(self, denoise, x, sigmas, times, generator):
-        return euler_ancestral_sample(denoise, x, sigmas, generator, eta=self.eta,
-                                      s_noise=self.S_noise, times=times)
+    def integrate(self, model, x, grid, generator, callback):
+        return euler_ancestral_sample(model, x, grid, generator, eta=self.eta,
+                                      s_noise=self.S_noise, callback=callback)
 
 
 # ---------------------------------------------------------------- (alpha, sigma) coordinates
-def dpmpp_2m_sample(model, x, grid: Grid) -> torch.Tensor:
+def dpmpp_2m_sample(model, x, grid: Grid, callback=None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``).
 
     x_{i+1} = (sigma_{i+1} / sigma_i) x_i + alpha_{i+1} (1 - e^{-h}) D, h = lambda_{i+1} -
@@ -154,7 +167,9 @@ def dpmpp_2m_sample(model, x, grid: Grid) -> torch.Tensor:
            for a, s in zip(alpha, sigma, strict=True)]
     old, h_last = None, None
     for i in range(grid.steps):
-        denoised, _ = model.at(x, alpha[i], sigma[i], _time(grid, i))
+        level = grid.level(i)
+        denoised = model(x, level).x0
+        report(callback, i, x, level, denoised)
         h = lam[i + 1] - lam[i]
         phi = -math.expm1(-h)  # 1 - e^{-h}, exactly 1 when h is infinite
         if old is None or sigma[i + 1] == 0:
@@ -174,16 +189,19 @@ def _step_variances(a: float, s: float, a_n: float, s_n: float) -> tuple[float, 
     return a_ts, var_ts, var_ts * s_n**2 / s**2
 
 
-def ddim_sample(model, x, grid: Grid, generator, *, eta: float, clip: bool) -> torch.Tensor:
+def ddim_sample(model, x, grid: Grid, generator, *, eta: float, clip: bool,
+                callback=None) -> torch.Tensor:
     """Song et al. 2021 eq. 12: x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z with
     c = eta sqrt(posterior variance) (eq. 16); eta = 1 is ancestral DDPM, 0 deterministic.
     eps is re-derived from the (possibly clipped) x0, as improved-diffusion does."""
     alpha, sigma = grid.alpha.tolist(), grid.sigma.tolist()
     for i in range(grid.steps):
         a, s, a_n, s_n = alpha[i], sigma[i], alpha[i + 1], sigma[i + 1]
-        x0, _ = model.at(x, a, s, _time(grid, i))
+        level = grid.level(i)
+        x0 = model(x, level).x0
         if clip:
             x0 = x0.clamp(-1, 1)
+        report(callback, i, x, level, x0)
         eps = (x - a * x0) / s
         c = eta * math.sqrt(_step_variances(a, s, a_n, s_n)[2])
         x = a_n * x0 + math.sqrt(max(s_n**2 - c**2, 0.0)) * eps
@@ -192,17 +210,18 @@ def ddim_sample(model, x, grid: Grid, generator, *, eta: float, clip: bool) -> t
     return x
 
 
-def ddpm_sample(model, x, grid: Grid, generator, *, clip: bool) -> torch.Tensor:
+def ddpm_sample(model, x, grid: Grid, generator, *, clip: bool, callback=None) -> torch.Tensor:
     """Ancestral sampling x_s ~ N(mu(x_t, x0_hat), var) step by step (Ho et al. 2020 Alg. 2;
-    seed 004 Coding II.2). The variance component picks var from the step's beta = var_ts and
+    seed 004 Coding II.2). The model's answer picks var from the step's beta = var_ts and
     beta_tilde = the posterior variance (fixed large, fixed small) or from the network's
     extra channels (learned, seed 003 ch. 6); respaced steps use the respaced pair."""
     alpha, sigma = grid.alpha.tolist(), grid.sigma.tolist()
     for i in range(grid.steps):
         a, s, a_n, s_n = alpha[i], sigma[i], alpha[i + 1], sigma[i + 1]
-        x0, extra = model.at(x, a, s, _time(grid, i))
-        if clip:
-            x0 = x0.clamp(-1, 1)
+        level = grid.level(i)
+        out = model(x, level)
+        x0 = out.x0.clamp(-1, 1) if clip else out.x0
+        report(callback, i, x, level, x0)
         a_ts, var_ts, post_var = _step_variances(a, s, a_n, s_n)
         mean = (a_n * var_ts / s**2) * x0 + (a_ts * s_n**2 / s**2) * x
         if s_n == 0:
@@ -210,20 +229,19 @@ def ddpm_sample(model, x, grid: Grid, generator, *, clip: bool) -> torch.Tensor:
             continue
         beta = torch.tensor(var_ts, dtype=torch.float64)
         beta_tilde = torch.tensor(post_var, dtype=torch.float64)
-        log_var = model.variance.log_variance(beta, beta_tilde, extra)
-        log_var = log_var.to(device=x.device, dtype=x.dtype)
+        log_var = out.log_variance(beta, beta_tilde).to(device=x.device, dtype=x.dtype)
         x = mean + torch.exp(0.5 * log_var) * _randn(x, generator)
     return x
 
 
-class DPMpp2M(Sampler):
+class DPMpp2M(SigmaGridSampler):
     """DPM-Solver++(2M): multistep 2nd-order solver in log-SNR (Lu et al. 2022, Alg. 2)."""
 
     name = "dpmpp_2m"
     steps: int = Field(20, ge=1, le=100_000, description="number of noisy levels N (NFE = N)")
 
-    def solve(self, model, noise, grid, generator):
-        x = dpmpp_2m_sample(model, noise.to(torch.float64) * grid.sigma[0], grid)
+    def solve(self, model, noise, grid, generator, callback=None):
+        x = dpmpp_2m_sample(model, noise.to(torch.float64) * grid.sigma[0], grid, callback)
         return x / grid.alpha[-1]  # x_t = alpha x0 at the clean end
 
 
@@ -236,9 +254,9 @@ class DDIM(Sampler):
     eta: float = Field(0.0, ge=0, le=1, description="share of the posterior noise injected")
     clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
 
-    def solve(self, model, noise, grid, generator):
+    def solve(self, model, noise, grid, generator, callback=None):
         x = ddim_sample(model, noise.to(torch.float64) * grid.sigma[0], grid, generator,
-                        eta=self.eta, clip=self.clip_denoised)
+                        eta=self.eta, clip=self.clip_denoised, callback=callback)
         return x / grid.alpha[-1]
 
 
@@ -247,7 +265,7 @@ class DDPM(Sampler):
     variance, on all T steps or a respaced subset (Nichol & Dhariwal 2021)."""
 
     name = "ddpm"
-    requires_table = True
+    needs_table = "steps through"
     steps: int = Field(0, ge=0, le=100_000, description="number of steps; 0 uses all T")
     grid: GridKind = Field("linspace", description="step grid (see grids.py)")
     clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
@@ -255,9 +273,9 @@ class DDPM(Sampler):
     def num_levels(self, schedule) -> int:
         return self.steps or schedule.num_steps
 
-    def solve(self, model, noise, grid, generator):
+    def solve(self, model, noise, grid, generator, callback=None):
         x = ddpm_sample(model, noise.to(torch.float64) * grid.sigma[0], grid, generator,
-                        clip=self.clip_denoised)
+                        clip=self.clip_denoised, callback=callback)
         return x / grid.alpha[-1]
 
 

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from difftk.diffusion.levels import SigmaRange
 from difftk.diffusion.schedule import DiscreteSchedule, SigmaSchedule
 from difftk.hookspecs import hookimpl
 
@@ -108,16 +109,10 @@ class Cosine(DiscreteSchedule):
         return (1.0 - ratio).clamp(max=self.max_beta)
 
 
-class _SigmaRange(SigmaSchedule):
-    variance_preserving: ClassVar[bool] = False
-    sigma_min: float = Field(0.002, gt=0, description="smallest noise level")
-    sigma_max: float = Field(80.0, gt=0, description="largest noise level")
+class _SigmaRange(SigmaSchedule, SigmaRange):
+    """A variance-exploding sigma-space schedule on [sigma_min, sigma_max]."""
 
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.sigma_min >= self.sigma_max:
-            raise ValueError("sigma_min must be smaller than sigma_max")
-        return self
+    variance_preserving: ClassVar[bool] = False
 
 
 class EDM(_SigmaRange):
@@ -160,8 +155,8 @@ class VE(_SigmaRange):
     to sigma_max^2, s = 1 (seed 003 §1.2, eq. 1.7; Song et al. 2021)."""
 
     name = "ve"
-    sigma_min: float = Field(0.02, gt=0, description="smallest noise level")
-    sigma_max: float = Field(100.0, gt=0, description="largest noise level")
+    sigma_min: float = Field(0.02, gt=0, description="smallest EDM sigma")
+    sigma_max: float = Field(100.0, gt=0, description="largest EDM sigma")
 
     def sigma_at(self, u):
         # Var[x_t] = Var[x0] + t (seed 003 eq. 1.9): sigma = sqrt(t), t linear in u.

@@ -12,24 +12,14 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from difftk.diffusion.levels import LOG_SNR_MIN, SIGMA_DATA_HELP, Levels, SigmaData, broadcast
-from difftk.diffusion.target import Target
+from difftk.diffusion.levels import LOG_SNR_MIN, SIGMA_DATA_HELP, Levels, SigmaData
+from difftk.diffusion.target import TARGET_COEFFICIENTS, Preconditioning, Target
 from difftk.hookspecs import hookimpl
-
-# (a, b) with T = a x0 + b eps, for x_t = alpha x0 + sigma eps.
-COEFFICIENTS = {
-    "x0": lambda alpha, sigma: (torch.ones_like(alpha), torch.zeros_like(alpha)),
-    "eps": lambda alpha, sigma: (torch.zeros_like(alpha), torch.ones_like(alpha)),
-    # v = alpha eps - sigma x0 (Salimans & Ho 2022; seed 001 §2.3)
-    "v": lambda alpha, sigma: (-sigma, alpha),
-    # score of q(x_t | x0) = -eps / sigma (seed 001 §2.4)
-    "score": lambda alpha, sigma: (torch.zeros_like(alpha), -1.0 / sigma),
-}
 
 
 class _Plain(Target):
     def coefficients(self, levels: Levels):
-        return COEFFICIENTS[self.name](levels.alpha, levels.sigma)
+        return TARGET_COEFFICIENTS[self.name](levels.alpha, levels.sigma)
 
 
 class X0(_Plain):
@@ -85,13 +75,7 @@ class Mean(Target):
         c_xt = post.c_xt.to(levels.alpha.device, levels.alpha.dtype)
         return c_x0 + c_xt * levels.alpha, c_xt * levels.sigma
 
-    def check(self, parts):
-        schedule = parts.get("schedule")
-        if schedule is not None and not schedule.has_table:
-            return [("name", f'the mean target regresses the posterior mean of a step t -> t - 1 '
-                     f'of a table of T levels, and the schedule "{schedule.name}" has none; use '
-                     "a t-space schedule or another target")]
-        return []
+    needs_table = "regresses the posterior mean of a step t -> t - 1 of"
 
 
 class EDMPrecond(Target):
@@ -117,12 +101,12 @@ class EDMPrecond(Target):
         return float(self.sigma_data)
 
     def coefficients(self, levels):
-        return COEFFICIENTS[self.predict](levels.alpha, levels.sigma)
+        return TARGET_COEFFICIENTS[self.predict](levels.alpha, levels.sigma)
 
     def scalings(self, levels: Levels):
         """(c_skip, c_out, c_in, c_noise) in x_t coordinates, each [B], in float64."""
         alpha, sigma = levels.alpha.double(), levels.sigma.double()
-        a, b = (c.double() for c in COEFFICIENTS[self.predict](alpha, sigma))
+        a, b = (c.double() for c in TARGET_COEFFICIENTS[self.predict](alpha, sigma))
         sd2 = self._sd() ** 2
         var_x = alpha**2 * sd2 + sigma**2
         c_skip = (a * alpha * sd2 + b * sigma) / var_x
@@ -133,13 +117,9 @@ class EDMPrecond(Target):
         c_noise = -0.125 * log_snr
         return c_skip, c_out, c_in, c_noise
 
-    def net_input(self, x_t, levels, schedule):
-        _, _, c_in, c_noise = self.scalings(levels)
-        return broadcast(c_in, x_t) * x_t, c_noise.float()
-
-    def prediction(self, out, x_t, levels):
-        c_skip, c_out, _, _ = self.scalings(levels)
-        return broadcast(c_skip, x_t) * x_t + broadcast(c_out, out) * out
+    def preconditioning(self, levels: Levels) -> Preconditioning:
+        c_skip, c_out, c_in, c_noise = self.scalings(levels)
+        return Preconditioning(noise=c_noise.float(), c_in=c_in, c_skip=c_skip, c_out=c_out)
 
 
 @hookimpl

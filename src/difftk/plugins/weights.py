@@ -183,7 +183,7 @@ class ELBO(Weighting):
     """
 
     name = "elbo"
-    requires_table = True
+    needs_table = "is defined by the steps of"
     variance: Literal["fixed_small", "fixed_large"] = Field(
         "fixed_small", description='reverse variance s_t^2: "fixed_small" (beta_tilde_t) or '
         '"fixed_large" (beta_t)')
@@ -194,10 +194,10 @@ class ELBO(Weighting):
                         "at(levels, schedule) with a t-space schedule")
 
     def check(self, parts):
-        problems = super().check(parts)
+        problems = []
         schedule, variance = parts.get("schedule"), parts.get("variance")
-        if problems or schedule is None or variance is None or variance.learned:
-            return problems
+        if schedule is None or not schedule.has_table or variance is None or variance.learned:
+            return problems  # no table: table_rule.py says so
         # The bound is the sampler's only if s_t^2 is the variance the recipe samples with.
         tab = schedule.table
         beta, beta_tilde = tab["betas"][1:], tab["posterior_variance"][2:]
@@ -228,7 +228,7 @@ class ELBO(Weighting):
             raise TypeError("the elbo weighting needs the t-space schedule the levels come from")
         w = self.table(schedule)
         T = w.shape[0] - 1
-        t = levels.t if levels.t is not None else schedule.t_from_log_snr(levels.log_snr)
+        t = levels.t if levels.t is not None else schedule.time_from_log_snr(levels.log_snr)
         t = t.to(torch.float64).cpu().clamp(1, T)
         lo = t.floor().long()
         hi = (lo + 1).clamp(max=T)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.table_rule import table_problems
 from difftk.testing.runner import partners
 
 LOG_SNR_SPAN = 30.0  # weights are checked over logSNR in [-30, 30], plus SNR = 0
@@ -61,12 +62,20 @@ def check_schedule_levels_round_trip(schedule) -> None:
     assert _finite(schedule.time_input(levels)), "time_input is not finite inside the range"
 
 
+def uniform_t_levels(schedule, n: int, seed: int, discrete: bool = True) -> Levels:
+    """n levels at t uniform on the schedule's time axis: the uniform_t noise sampler's draws."""
+    from difftk.registry import default_registry
+
+    uniform = default_registry().get("noise_sampling", "uniform_t").cls(discrete=discrete)
+    return uniform.sample(n, schedule, torch.Generator().manual_seed(seed), "cpu")
+
+
 def check_schedule_uniform_t_is_seeded(schedule) -> None:
-    """sample_uniform_t draws finite levels inside the range and repeats under a fixed seed."""
+    """Uniform t draws finite levels inside the range and repeats under a fixed seed."""
     lo, hi = schedule.sigma_edm_range()
     for discrete in (True, False):
-        a = schedule.sample_uniform_t(256, torch.Generator().manual_seed(0), "cpu", discrete)
-        b = schedule.sample_uniform_t(256, torch.Generator().manual_seed(0), "cpu", discrete)
+        a = uniform_t_levels(schedule, 256, 0, discrete)
+        b = uniform_t_levels(schedule, 256, 0, discrete)
         assert len(a) == 256, f"asked for 256 levels, got {len(a)}"
         assert torch.equal(a.alpha, b.alpha) and torch.equal(a.sigma, b.sigma), "not seeded"
         s = a.sigma_edm.double()
@@ -84,7 +93,7 @@ def bound(target, schedule):
 def schedule_levels(schedule, n: int = 64, seed: int = 0) -> Levels:
     """Float64 levels spread over a schedule: integer table steps, or an EDM-sigma grid."""
     if schedule.has_table:
-        levels = schedule.sample_uniform_t(n, torch.Generator().manual_seed(seed), "cpu", True)
+        levels = uniform_t_levels(schedule, n, seed)
     else:
         levels = schedule.levels_from_sigma_edm(_sigma_grid(schedule, n))
     return Levels(alpha=levels.alpha.double(), sigma=levels.sigma.double(), t=levels.t)
@@ -136,22 +145,24 @@ def check_target_error_factor(target) -> None:
 
 
 def check_target_network_io(target) -> None:
-    """net_input and prediction keep the data's shape and stay finite on every usable schedule."""
+    """The preconditioning's network input and prediction keep the data's shape and stay finite
+    on every usable schedule."""
     for schedule in _usable_schedules(target):
         tgt = bound(target, schedule)
         levels = schedule.levels_from_sigma_edm(_sigma_grid(schedule, 16))
         x_t = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
-        x_in, time = tgt.net_input(x_t, levels, schedule)
+        pre = tgt.preconditioning(levels)
+        x_in, time = pre.net_input(x_t), pre.noise
         assert x_in.shape == x_t.shape and time.shape == (16,), f"net_input shapes on {schedule.name}"
         assert _finite(x_in) and _finite(time), f"net_input not finite on {schedule.name}"
-        pred = tgt.prediction(torch.zeros_like(x_t), x_t, levels)
+        pred = pre.prediction(torch.zeros_like(x_t), x_t)
         assert pred.shape == x_t.shape and _finite(pred), f"prediction broken on {schedule.name}"
 
 
 # ---------------------------------------------------------------- weights
 def _weight_levels(weighting) -> list[tuple[object, Levels]]:
     """(schedule, levels) pairs spanning the SNR range the weighting must handle."""
-    if weighting.requires_table:
+    if weighting.needs_table:
         out = []
         for schedule in _usable_schedules(weighting):
             T = schedule.num_steps
@@ -193,7 +204,8 @@ def check_weight_relative_to(weighting) -> None:
                         None if levels.t is None else levels.t[inside])
         w = weighting.at(levels, schedule).double()
         for target in partners(weighting, "targets"):
-            if target.check({"schedule": schedule}):
+            if target.check({"schedule": schedule}) or table_problems({"target": target,
+                                                                       "schedule": schedule}):
                 continue
             tgt = bound(target, schedule)
             on_target = weighting.on_target(levels, tgt, schedule).double()

@@ -99,7 +99,10 @@ def _examples_cached(family: str) -> tuple[Component, ...]:
 
 def partners(component: Component, family: str) -> list[Component]:
     """Built-in members of ``family`` that a recipe may combine with ``component``."""
+    from difftk.diffusion.table_rule import table_problems
+
     section = BY_NAME[family].section
     own = BY_NAME[component.family].section
     return [p for p in _examples_cached(family)
-            if not component.check({section: p}) and not p.check({own: component})]
+            if not component.check({section: p}) and not p.check({own: component})
+            and not table_problems({own: component, section: p})]

@@ -50,10 +50,12 @@ def check_architecture_maps_data_shape(arch) -> None:
 # ---------------------------------------------------------------- losses
 def _loss_inputs(loss, schedule, exact: bool):
     from difftk.diffusion.loss import LossInputs
+    from difftk.registry import default_registry
     from difftk.testing.denoisers import gaussian_denoiser
 
     g = torch.Generator().manual_seed(0)
-    levels = schedule.sample_uniform_t(6, g, "cpu", discrete=True)
+    uniform = default_registry().get("noise_sampling", "uniform_t").cls(discrete=True)
+    levels = uniform.sample(6, schedule, g, "cpu")
     x0 = (torch.rand(6, 1, 4, 4, generator=g) * 2 - 1).mul(127.5).round().div(127.5)
     eps = torch.randn(6, 1, 4, 4, generator=g)
     a, s = levels.alpha.view(-1, 1, 1, 1), levels.sigma.view(-1, 1, 1, 1)
@@ -63,7 +65,8 @@ def _loss_inputs(loss, schedule, exact: bool):
     pred = target.clone() if exact else target + 0.1 * torch.randn(target.shape, generator=g)
     pred.requires_grad_(True)
     return pred, LossInputs(pred=pred, target=target, weight=torch.ones(6), x0=x0, x_t=x_t,
-                            eps=eps, levels=levels, extra=None, context=denoiser)
+                            eps=eps, levels=levels, schedule=schedule,
+                            parameterization=denoiser.target, variance=denoiser.variance)
 
 
 def check_loss_per_sample_and_differentiable(loss) -> None:

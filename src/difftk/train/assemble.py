@@ -61,7 +61,7 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
     torch.manual_seed(recipe.run.seed)  # network initialisation is part of the run's seed
     net = p["model"].build(spec).to(device)
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
-    objective = Objective(p["schedule"], p["target"], p["weight"], p["noise_sampling"], p["loss"])
+    objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])
     return Assembly(recipe, spec, denoiser, objective)
 
 
