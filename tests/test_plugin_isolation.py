@@ -195,3 +195,15 @@ def test_plugins_dir_that_is_not_a_folder_is_reported(tmp_path):
     (failure,) = registry.failures
     assert "not a directory" in failure.error
     assert "min_snr" in registry.names("weights")
+
+
+def test_a_sentence_the_plugin_raises_on_purpose_passes_through():
+    """A plugin's DifftkError (its data set's missing file, say) is already a sentence."""
+    from difftk.errors import DataError
+
+    def refuse(self, snr):
+        raise DataError("weights.csv: no such file")
+
+    registry = _plugin_registry(_weighting_module(refuse))
+    with pytest.raises(DataError, match=r"^weights.csv: no such file$"):
+        registry.get("weights", "bad_weight").cls()(torch.ones(2))
