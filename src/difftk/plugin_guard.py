@@ -84,8 +84,8 @@ def _guarded(fn: Callable, method: str, family: str, provider, base: type) -> Ca
         who = _who(provider, family, getattr(self, "name", type(self).__name__))
         try:
             result = fn(self, *args, **kwargs)
-        except (PluginError, KeyboardInterrupt):
-            raise
+        except (DifftkError, KeyboardInterrupt):
+            raise  # a sentence already (a plugin data set's missing file, say)
         except (Exception, SystemExit) as exc:
             raise PluginError(f"{who} failed in {method}(): {describe(exc)}") from exc
         if wants_tensor:
