@@ -65,5 +65,7 @@ def sample(
             save_png(sample_figure(result.x), output)
     except DifftkError as exc:
         raise fail(exc) from None
+    except OSError as exc:  # e.g. -o into a read-only folder
+        raise fail(DifftkError(f"{exc.filename or output}: {exc.strerror or exc}")) from None
     typer.echo(f"{n} samples from step {restored.step} with {chosen.name} "
                f"({result.nfe} network evaluations each) -> {output}")

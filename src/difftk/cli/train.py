@@ -17,6 +17,9 @@ def train(
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in runs/<run.name> from its latest checkpoint.")] = False,
+    resume_or_start: Annotated[bool, typer.Option(
+        "--resume-or-start", help="Resume when the run has a checkpoint, start it otherwise "
+                                  "(one command line for a requeued batch job).")] = False,
     progress: Annotated[bool, typer.Option(
         help="Show a progress bar on stderr.")] = True,
 ):
@@ -24,12 +27,14 @@ def train(
     try:
         from difftk.recipe import load_recipe
         from difftk.train.runtime import make_runtime
-        from difftk.train.trainer import Trainer
+        from difftk.train.session import run_training
 
+        if resume and resume_or_start:
+            raise DifftkError("give --resume or --resume-or-start, not both")
         r = load_recipe(recipe, set_)
-        trainer = Trainer(r, make_runtime(r.run.device), resume=resume, progress=progress)
         t0 = __import__("time").perf_counter()
-        grid = trainer.fit()
+        mode = "auto" if resume_or_start else "yes" if resume else "no"
+        trainer, grid = run_training(r, make_runtime(r.run.device), mode, progress)
         elapsed = __import__("time").perf_counter() - t0
     except DifftkError as exc:
         raise fail(exc) from None

@@ -23,6 +23,7 @@ from difftk.recipe import Recipe, recipe_from_text
 from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.ema import EmaModel
+from difftk.train.interrupt import stop_if_interrupted
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError, nonfinite_injection
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
@@ -30,7 +31,10 @@ from difftk.train.runtime import Runtime
 # Loss-by-noise-level buckets: ln(EDM sigma) in [-6, 6) split into 8 bins.
 BUCKET_LO, BUCKET_WIDTH, BUCKETS = -6.0, 1.5, 8
 # Settings that may change between an interrupted run and its resumption.
-RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device")}
+# Where the run lives (run.out_dir, run.name) is not part of what it computes: a copied
+# or moved run resumes.
+RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device"),
+             ("run", "out_dir"), ("run", "name")}
 
 
 def _recipe_difference(a: dict, b: dict) -> str | None:
@@ -54,10 +58,10 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         resume_from = None
         if resume:
-            if not (self.ckpt_dir / "latest").exists():
+            if not ckpt_io.holds_checkpoints(self.ckpt_dir):
                 raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoints/latest)")
-            resume_from = ckpt_io.load_checkpoint(self.ckpt_dir / "latest")
-        elif (self.ckpt_dir / "latest").exists():
+            resume_from = ckpt_io.load_intact(self.ckpt_dir)  # the newest intact one
+        elif ckpt_io.holds_checkpoints(self.ckpt_dir):
             raise DifftkError(f"{self.run_dir} already holds a run; resume it with --resume or "
                               f"choose another name with --set run.name=NAME")
 
@@ -208,15 +212,12 @@ class Trainer:
         return "ok"
 
     def _last_checkpoint(self) -> Path | None:
-        latest = self.ckpt_dir / "latest"
-        return latest.resolve() if latest.exists() else None
+        return ckpt_io.newest_intact(self.ckpt_dir)[0]  # verified, not just present
 
     def _stop_message(self) -> str:
         g = self.guard
-        steps = f"steps {g.first_bad_step} to {self.step + 1}"
-        ck = self._last_checkpoint()
-        kept = f"the last good checkpoint ({ck.name}) is intact" if ck else \
-            "no checkpoint had been written"
+        steps = g.bad_steps()
+        kept = ckpt_io.describe_intact(self.ckpt_dir)
         if g.restores:
             return (f"the loss or gradients were non-finite for {g.bad_in_row} steps in a row "
                     f"({steps}) again after {g.restores} restore(s) with the learning rate "
@@ -232,7 +233,7 @@ class Trainer:
         ck_dir = self._last_checkpoint()
         if ck_dir is None:
             raise NonFiniteTrainingError(self._stop_message())
-        bad_steps = f"{self.guard.first_bad_step} to {self.step}"
+        bad_steps = self.guard.bad_steps()
         ck = ckpt_io.load_checkpoint(ck_dir)
         counters = self.guard.state_dict()
         self.model.load_state_dict(ck.tensors["model"])
@@ -245,7 +246,7 @@ class Trainer:
         self.guard.load_state_dict(counters)  # the counters go on; they are not rolled back
         self.guard.restored()
         self.step = ck.step
-        message = (f"non-finite loss or gradients at steps {bad_steps}: restored checkpoint "
+        message = (f"non-finite loss or gradients at {bad_steps}: restored checkpoint "
                    f"{ck_dir.name} (step {ck.step}) and lowered the learning rate by "
                    f"{self.guard.lr_factor:g} to {self._lr(self.step):.3g}")
         print(f"difftk: {message}", file=sys.stderr)
@@ -316,7 +317,7 @@ class Trainer:
         r = self.recipe
         if self.runtime.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "recipe.toml").write_text(r.to_toml())
+            ckpt_io.write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
             self.logger.text("recipe", "```\n" + r.to_toml() + "\n```")
             if self.step == 0:
                 log_run_figures(r, self.logger)
@@ -377,6 +378,7 @@ class Trainer:
                 bar.advance(step, last_loss)
                 if r.train.time_limit and time.perf_counter() - t_start > 60 * r.train.time_limit:
                     break
+                stop_if_interrupted()  # SIGINT/SIGTERM: the session saves and exits
         self.save()
         path = self.write_samples("final")
         self.logger.close()
@@ -387,10 +389,7 @@ class Trainer:
         """One host sync per logging interval: read the accumulators, write scalars."""
         loss = float(loss_sum) / n
         if not math.isfinite(loss):
-            kept = sorted(p.name for p in self.ckpt_dir.glob("[0-9]*")) if \
-                self.ckpt_dir.exists() else []
-            where = f"the last checkpoint ({kept[-1]}) is intact" if kept else \
-                "no checkpoint had been written"
+            where = ckpt_io.describe_intact(self.ckpt_dir)
             raise TrainingDivergedError(
                 f"the loss became non-finite between steps {step - n + 1} and {step}; {where}")
         elapsed = max(time.perf_counter() - t0, 1e-9)
