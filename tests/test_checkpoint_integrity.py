@@ -249,3 +249,37 @@ def test_a_moved_run_resumes(run, root, tmp_path):
     trainer, _ = run_training(recipe(root, moved.parent, "renamed", "train.steps=8"),
                               make_runtime("cpu"), "yes", progress=False)
     assert trainer.step == 8
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A tiny tmpfs (root with mount rights only); yields (mount point, remount-read-only)."""
+    import subprocess
+
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+
+    def read_only():
+        subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+    yield point, read_only
+    subprocess.run(["umount", str(point)], check=False)
+
+
+def test_real_full_and_read_only_disks_are_one_sentence(root, run, tmpfs):
+    point, read_only = tmpfs
+    with pytest.raises(DifftkError) as info:
+        run_training(recipe(root, point, "r", "model.width=64"), make_runtime("cpu"),
+                     progress=False)
+    message = str(info.value)
+    assert "No space left on device" in message and "\n" not in message
+    found, _ = ckpt_io.newest_intact(point / "r" / "checkpoints")
+    assert (found is None) == ("no intact checkpoint exists" in message)
+    read_only()
+    with pytest.raises(DifftkError, match="Read-only file system"):
+        run_training(recipe(root, point, "other"), make_runtime("cpu"), progress=False)
+    res = runner.invoke(app, ["sample", str(run), "-n", "2", "--steps", "2",
+                              "-o", str(point / "x.png")])
+    assert res.exit_code == 1 and "Read-only file system" in res.stderr
