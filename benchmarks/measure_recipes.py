@@ -33,7 +33,7 @@ def main(out_dir: str, recipe_path: str, *overrides: str) -> dict:
     x = trainer.data.heldout.to(trainer.device)
     scores = nll_bits_per_dim(trainer.ema.module.eval(), x, batch_size=512, generator=gen)
     result = {"recipe": recipe_path, "run": recipe.run.name, "steps": trainer.step,
-              "train_seconds": round(train_s, 1), "heldout_loss": trainer.validation_loss(),
+              "train_seconds": round(train_s, 1), "heldout_loss": trainer.monitor.validation_loss(),
               **scores}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

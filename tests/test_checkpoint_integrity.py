@@ -93,7 +93,7 @@ CORRUPTIONS = {
                                      reseal(ck, "recipe.toml")),
     "rng lacks a stream": lambda ck: (
         save_file({k: v for k, v in load_file(str(ck / "rng.safetensors")).items()
-                   if k != "noise"}, str(ck / "rng.safetensors")),
+                   if k != "torch_cpu"}, str(ck / "rng.safetensors")),
         reseal(ck, "rng.safetensors")),
     "weights all NaN": nan_weights,
     "step directory deleted (latest dangles)": lambda ck: shutil.rmtree(ck),
@@ -120,7 +120,7 @@ METADATA = {  # the step directory named explicitly: no fallback, one sentence
     "state.json step not an integer": "state.json's 'step' must be an integer, got '6x'",
     "state.json garbage": "state.json is not valid JSON",
     "recipe unparsable": "recipe.toml: is not a readable TOML recipe",
-    "rng lacks a stream": "rng.safetensors: lacks the random stream(s) noise",
+    "rng lacks a stream": "rng.safetensors: lacks the random stream(s) torch_cpu",
     "model byte flipped": "model.safetensors: is damaged or truncated",
     "ema deleted": "ema.safetensors: missing from the checkpoint",
 }

@@ -10,9 +10,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from difftk.cli import app
-from difftk.plugins.ema import FixedEma, PowerEma, WarmupEma, gamma_to_sigma_rel, sigma_rel_to_gamma
-from difftk.train.ema import EmaModel
-from difftk.train.posthoc_ema import beta_weights, solve_power_coefficients
+from difftk.optim.ema import EmaModel
+from difftk.optim.power_ema import gamma_to_sigma_rel, sigma_rel_to_gamma, solve_power_coefficients
+from difftk.plugins.ema import FixedEma, PowerEma, WarmupEma
+from difftk.train.posthoc_ema import beta_weights
 
 runner = CliRunner()
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from helpers import MixtureIdealNet, mixture_denoiser
 
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.guidance import as_labels, cfg_combine, drop_labels
@@ -10,6 +9,7 @@ from difftk.plugins.samplers import DDIM, DDPM, DPMpp2M, Euler, EulerAncestral, 
 from difftk.plugins.schedules import EDM, Linear
 from difftk.plugins.targets import X0
 from difftk.plugins.variance import FixedSmall
+from difftk.testing.denoisers import MixtureIdealNet, mixture_denoiser
 
 ALL = [Heun(steps=12), Euler(steps=24), EulerAncestral(steps=24), DPMpp2M(steps=12),
        DDIM(steps=24), DDPM(steps=24)]

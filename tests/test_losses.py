@@ -158,7 +158,7 @@ def test_a_learned_variance_recipe_trains_samples_and_scores(tmp_path):
     trainer = Trainer(recipe, make_runtime("cpu"), progress=False)
     trainer.fit()
     assert trainer.spec.out_channels == 2
-    x = trainer.draw_samples(2)
+    x = trainer.monitor.draw_samples(2)
     assert x.shape == (2, 1, 8, 8) and bool(torch.isfinite(x).all())
     scores = nll_bits_per_dim(trainer.ema.module, trainer.data.heldout[:4], batch_size=4,
                               generator=torch.Generator().manual_seed(0))

@@ -34,8 +34,8 @@ def test_one_nan_step_is_skipped_and_the_run_completes(root, tmp_path, monkeypat
         tr.train_step(*tr.batches.next())
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     ema_before = {k: v.clone() for k, v in tr.ema.state_dict().items()}
-    tr.train_step(*tr.batches.next())  # step 5: NaN loss
-    assert not tr.applied and tr.guard.skipped == 1
+    result = tr.train_step(*tr.batches.next())  # step 5: NaN loss
+    assert not result.applied and tr.guard.skipped == 1
     assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
     assert all(torch.equal(ema_before[k], v) for k, v in tr.ema.state_dict().items())
     tr.fit()

@@ -26,10 +26,10 @@ def test_fp16_scaler_backs_off_skips_overflow_and_keeps_training(root, tmp_path)
     applied = []
     for _ in range(40):
         before = [p.detach().clone() for p in tr.model.parameters()]
-        tr.train_step(*tr.batches.next())
+        result = tr.train_step(*tr.batches.next())
         unchanged = all(torch.equal(a, p) for a, p in zip(before, tr.model.parameters(), strict=True))
-        assert unchanged == (not tr.applied)  # a skipped step leaves every weight as it was
-        applied.append(tr.applied)
+        assert unchanged == (not result.applied)  # a skipped step leaves every weight as it was
+        applied.append(result.applied)
     skipped = applied.count(False)
     assert skipped >= 10 and tr.guard.scaler_skipped == skipped and tr.guard.skipped == 0
     assert tr.scaler.get_scale() == 2.0 ** (40 - skipped)  # halved once per skipped step
@@ -43,9 +43,9 @@ def test_clipping_after_unscaling_matches_fp32(root, tmp_path):
     for name in ("fp32", "fp16"):
         tr = trainer(root, tmp_path, name, f'precision.name="{name}"', 'clipping.name="global_norm"',
                      "clipping.max_norm=0.01")
-        _, _, before, after = tr.train_step(*tr.batches.next())
-        assert tr.applied
-        norms[name] = (float(before), float(after))
+        result = tr.train_step(*tr.batches.next())
+        assert result.applied
+        norms[name] = (float(result.grad_norm_before), float(result.grad_norm_after))
     assert norms["fp16"][0] == pytest.approx(norms["fp32"][0], rel=2e-2)  # not 65536x larger
     assert norms["fp32"][0] > 0.01
     assert norms["fp16"][1] == pytest.approx(norms["fp32"][1], rel=1e-4)
@@ -62,6 +62,6 @@ def test_tf32_is_plain_fp32_off_ampere_and_bf16_runs(root, tmp_path):
     assert tr.precision.autocast_dtype(tr.device) is None
     assert torch.backends.cuda.matmul.allow_tf32 is False  # no CUDA here: nothing to switch on
     tr = trainer(root, tmp_path, "bf16", 'precision.name="bf16"', "train.batch_size=4")
-    _, _, before, _ = tr.train_step(*tr.batches.next())
-    assert tr.scaler is None and tr.applied and torch.isfinite(before)
+    result = tr.train_step(*tr.batches.next())
+    assert tr.scaler is None and result.applied and torch.isfinite(result.grad_norm_before)
     assert all(p.dtype == torch.float32 for p in tr.model.parameters())  # master weights stay fp32

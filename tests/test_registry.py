@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import types
 
 import pytest
+from plugin_packages import fake_distribution
 
 from difftk import hookimpl
-from difftk.errors import PluginError, UnknownComponentError
+from difftk.errors import UnknownComponentError
 from difftk.registry import Provider, build_registry
 
 REQUIRED = {
@@ -51,32 +51,28 @@ def _plugin(**hooks):
 
 
 def test_duplicate_name_names_both_providers():
+    """A second "min_snr" is refused with both providers named; the built-in stays."""
     from difftk.plugins.weights import MinSNR
 
     class Other(MinSNR):
         """Another min_snr."""
 
     plugin = _plugin(register_weights=lambda register: register(Other))
-    with pytest.raises(PluginError) as exc:
-        build_registry([(plugin, Provider("difftk-other", "9.9", False, "other"))],
-                       load_entry_points=False)
-    assert "difftk 0.1.0" in str(exc.value) and "difftk-other 9.9" in str(exc.value)
+    registry = build_registry([(plugin, Provider("difftk-other", "9.9", False, "other"))],
+                              load_entry_points=False)
+    (failure,) = registry.failures
+    assert failure.package == "difftk-other"
+    assert "difftk 0.1.0" in failure.error and "difftk-other 9.9" in failure.error
+    assert registry.get("weights", "min_snr").cls is MinSNR
 
 
 def test_wrong_base_class_is_refused():
     plugin = _plugin(register_weights=lambda register: register(dict))
-    with pytest.raises(PluginError, match="not a subclass"):
-        build_registry([(plugin, Provider("difftk-bad", "1", False, "bad"))],
-                       load_entry_points=False)
-
-
-def _fake_distribution(tmp_path, dist, module_source, module="fake_mod"):
-    """A distribution on sys.path with a difftk entry point, without pip."""
-    info = tmp_path / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[difftk]\n{dist} = {module}\n")
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(module_source))
+    registry = build_registry([(plugin, Provider("difftk-bad", "1", False, "bad"))],
+                              load_entry_points=False)
+    (failure,) = registry.failures
+    assert failure.package == "difftk-bad" and "not a subclass" in failure.error
+    assert "min_snr" in registry.names("weights")
 
 
 def _list_plugins(tmp_path, env_extra=None):
@@ -88,8 +84,8 @@ def _list_plugins(tmp_path, env_extra=None):
 
 
 def test_broken_plugin_is_isolated(tmp_path):
-    _fake_distribution(tmp_path, "difftk-broken", "raise ImportError('no module named gpu')\n")
-    _fake_distribution(tmp_path, "difftk-typo", """
+    fake_distribution(tmp_path, "difftk-broken", "raise ImportError('no module named gpu')\n")
+    fake_distribution(tmp_path, "difftk-typo", """
         from difftk import hookimpl
 
         @hookimpl
@@ -106,7 +102,7 @@ def test_broken_plugin_is_isolated(tmp_path):
 
 
 def test_load_plugins_env_selects(tmp_path):
-    _fake_distribution(tmp_path, "difftk-broken", "raise ImportError('boom')\n")
+    fake_distribution(tmp_path, "difftk-broken", "raise ImportError('boom')\n")
     out = _list_plugins(tmp_path, {"DIFFTK_LOAD_PLUGINS": ""})
     assert json.loads(out.stdout)["failed_plugins"] == []
 

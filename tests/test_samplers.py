@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-from helpers import GaussianIdealNet, gaussian_denoiser, mixture_denoiser
 
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.grids import karras_sigmas, make_grid, table_timesteps
@@ -18,6 +17,7 @@ from difftk.plugins.samplers import DDIM, DDPM, DPMpp2M, Euler, EulerAncestral, 
 from difftk.plugins.schedules import EDM, Linear
 from difftk.plugins.targets import X0
 from difftk.plugins.variance import FixedLarge, FixedSmall, LearnedRange
+from difftk.testing.denoisers import GaussianIdealNet, gaussian_denoiser, mixture_denoiser
 
 MU, S = 0.5, 0.3
 

@@ -5,12 +5,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import difftk
 from difftk.cli import app
 from difftk.errors import DifftkError
+from difftk.families import FAMILIES
 from difftk.scaffold import PluginNames, scaffold_plugin
 
 
@@ -29,7 +32,8 @@ def test_bad_names_are_one_sentence(bad, tmp_path):
 
 def test_unknown_family_and_existing_directory(tmp_path):
     out = CliRunner().invoke(app, ["new-plugin", "x", "--family", "wieghts", "--dir", str(tmp_path)])
-    assert out.exit_code == 1 and "templates: weights" in out.output
+    every = ", ".join(sorted(f.name for f in FAMILIES))  # every family has a template
+    assert out.exit_code == 1 and f"templates: {every})" in out.output
     scaffold_plugin("x", "weights", tmp_path)
     with pytest.raises(DifftkError, match="already exists"):
         scaffold_plugin("x", "weights", tmp_path)
@@ -46,15 +50,18 @@ def test_scaffolded_plugin_installs_lists_trains_and_passes_its_test(tmp_path, r
     assert {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()} == {
         "pyproject.toml", "README.md", "difftk_sigmoid_w/__init__.py", "tests/test_sigmoid_w.py"}
 
-    # A fresh environment that sees the installed torch and difftk, without reinstalling them
-    # (and without its own pip and old setuptools: the system's install into the venv).
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True)
-    python = str(venv / "bin" / "python")
+    # Installed the way a plugin author installs it (pip builds a wheel with the setuptools of
+    # the dev extra), into a folder of its own that the child processes put first on their
+    # path, beside the difftk under test: so the check holds however difftk itself was
+    # installed (venv, conda, user site, system Python, PYTHONPATH) and never touches the
+    # environment running the tests.
+    site = tmp_path / "site"
+    python = sys.executable
+    under_test = Path(difftk.__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("DIFFTK_LOAD_PLUGINS", "PYTHONPATH")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(under_test)])
     res = _run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                "--no-index", str(package)], tmp_path, env)
+                "--no-index", "--no-cache-dir", "--target", str(site), str(package)], tmp_path, env)
     assert res.returncode == 0, res.stderr
 
     res = _run([python, "-m", "difftk.cli", "list-plugins", "--family", "weights", "--json"],

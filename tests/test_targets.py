@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from helpers import GaussianIdealNet
 
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.levels import Levels
@@ -16,6 +15,7 @@ from difftk.plugins.schedules import EDM, Linear
 from difftk.plugins.targets import X0, EDMPrecond, Eps, Mean, Score, V
 from difftk.plugins.variance import FixedSmall
 from difftk.recipe import validate
+from difftk.testing.denoisers import GaussianIdealNet
 
 SCHEDULE = Linear(T=1000)
 

@@ -28,9 +28,9 @@ def test_toy2d_beats_untrained_model_and_gaussian_fit(root, tmp_path):
     r = toy_recipe(root, tmp_path, "fit", "train.steps=800", "log.checkpoint_every=0",
                    "log.num_samples=2000", "log.every=200")
     trainer = Trainer(r, make_runtime("cpu"), progress=False)
-    untrained = trainer.draw_samples(2000, seed=1)
+    untrained = trainer.monitor.draw_samples(2000, seed=1)
     trainer.fit()
-    trained = trainer.draw_samples(2000, seed=1)
+    trained = trainer.monitor.draw_samples(2000, seed=1)
     data = trainer.data.heldout[:2000]
     train = trainer.data.train
     mean, cov = train.mean(0), torch.cov(train.T)

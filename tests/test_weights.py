@@ -245,7 +245,8 @@ def test_plot_weights_writes_png_and_csv(tmp_path):
     assert out.exit_code == 0, out.output
     assert png.stat().st_size > 5000
     rows = list(csv.DictReader(table.open()))
-    assert set(rows[0]) == {"name", "relative_to", "log_snr", "w", "x0_weight_eps", "x0_weight_v"}
+    assert set(rows[0]) == {"name", "relative_to", "log_snr", "t", "w", "x0_weight_eps",
+                            "x0_weight_v"}
     assert {r["name"] for r in rows} == {"min_snr", "p2:gamma=1", "elbo"}
     assert sum(r["name"] == "elbo" for r in rows) == 1000  # the linear table's t = 1..T
     for r in rows:

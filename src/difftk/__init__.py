@@ -25,10 +25,10 @@ _LAZY = {
     "Variance": "difftk.diffusion.variance",
     "Loss": "difftk.diffusion.loss",
     "Architecture": "difftk.nn.architecture",
-    "Precision": "difftk.train.precision",
-    "Clipping": "difftk.train.clipping",
-    "Ema": "difftk.train.ema",
-    "Optimizer": "difftk.train.optimizer",
+    "Precision": "difftk.optim.precision",
+    "Clipping": "difftk.optim.clipping",
+    "Ema": "difftk.optim.ema",
+    "Optimizer": "difftk.optim.optimizer",
     "Dataset": "difftk.data.dataset",
 }
 

@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict
 class Component(BaseModel):
     """A named, validated, pluggable part of a diffusion run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # NaN passes every bound (each comparison with it is false) and inf breaks the math:
+    # a field that means "no limit" by inf says allow_inf_nan=True itself.
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""

@@ -29,8 +29,13 @@ class UnknownComponentError(DifftkError):
     exit_code = 2
 
 
-class PluginError(DifftkError):
-    """A plugin that breaks the contract (duplicate name, wrong base class)."""
+class ComponentError(DifftkError):
+    """A component's own code failed on its input (a built-in's, or a plugin's: PluginError)."""
+
+
+class PluginError(ComponentError):
+    """A plugin that breaks the contract (duplicate name, wrong base class, a crash or a
+    wrong result in its code); the message names the plugin."""
 
 
 class CheckpointError(DifftkError):
@@ -43,3 +48,14 @@ class DataError(DifftkError):
 
 class TrainingDivergedError(DifftkError):
     """The loss or the gradients became non-finite."""
+
+
+def with_article(noun: str) -> str:
+    """ "a sampler", "an architecture", "an EMA": the article by the noun's first letter."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def quoted(text: str) -> str:
+    """A user's string in double quotes, or as repr when it holds a newline, NUL or the
+    like, so that a message stays one line whatever was typed."""
+    return f'"{text}"' if text.isprintable() else repr(text)

@@ -34,11 +34,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("variance", "variance", "difftk.diffusion.variance:Variance", "fixed_small",
            "variance"),
     Family("losses", "loss", "difftk.diffusion.loss:Loss", "mse", "loss"),
-    Family("precision", "precision", "difftk.train.precision:Precision", "auto",
+    Family("precision", "precision", "difftk.optim.precision:Precision", "auto",
            "precision policy"),
-    Family("clipping", "clipping", "difftk.train.clipping:Clipping", "none", "clipping rule"),
-    Family("ema", "ema", "difftk.train.ema:Ema", "ema", "EMA"),
-    Family("optimizers", "optimizer", "difftk.train.optimizer:Optimizer", "adam", "optimizer"),
+    Family("clipping", "clipping", "difftk.optim.clipping:Clipping", "none", "clipping rule"),
+    Family("ema", "ema", "difftk.optim.ema:Ema", "ema", "EMA"),
+    Family("optimizers", "optimizer", "difftk.optim.optimizer:Optimizer", "adam", "optimizer"),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

@@ -10,38 +10,79 @@ Every problem is reported with the recipe path of the field.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from difftk.errors import RecipeError, UnknownComponentError
+from difftk.errors import DifftkError, RecipeError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_SECTION, FAMILIES
+from difftk.plugin_guard import component_boundary
+
+# The devices a run can train on; torch also parses "meta", "mps", "vulkan", ..., on which
+# difftk's training loop cannot run (no data on meta, no float64 tables on mps).
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+# Longest file name on common file systems (ext4, APFS, NTFS count 255 bytes or units).
+MAX_NAME_BYTES = 255
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and inf pass no bound check (every comparison with NaN is false): refuse them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RunSection(_Section):
     """Where the run goes and how it is seeded."""
 
-    name: str = Field("run", min_length=1, description="run directory name under out_dir")
+    name: str = Field("run", min_length=1, description="run directory name under out_dir "
+                      "(one path component: no separator, no .., at most 255 bytes)")
     out_dir: str = Field("runs", description="parent directory of run directories")
-    seed: int = Field(0, description="seed of every random stream in the run")
+    seed: int = Field(0, ge=0, lt=2**62, description="seed of every random stream in the run "
+                      "(0 to 2^62: each stream adds an offset and must fit torch's 64-bit seed)")
     device: str = Field("auto", description='"auto" (cuda if available), "cpu", "cuda", "cuda:1"')
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name: str) -> str:
+        """The run directory is out_dir/name: anything else would write outside out_dir."""
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise PydanticCustomError(
+                "run_name", "must be one directory name (no /, \\, . or ..) so the run "
+                            "stays inside run.out_dir")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise PydanticCustomError("run_name", f"is longer than {MAX_NAME_BYTES} bytes, "
+                                                  "the longest file name file systems accept")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise PydanticCustomError("run_name", "must not contain NUL or other control "
+                                                  "characters")
+        return name
+
+    @field_validator("device")
+    @classmethod
+    def _trainable_device(cls, device: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, device):
+            raise PydanticCustomError(
+                "run_device", 'must be "auto", "cpu", "cuda" or "cuda:N" (the devices difftk '
+                              "trains on)")
+        return device
 
 
 class TrainSection(_Section):
     """The optimisation loop."""
 
-    steps: int = Field(1000, ge=1, description="optimizer steps in total")
-    batch_size: int = Field(128, ge=1, description="images per optimizer step")
+    steps: int = Field(1000, ge=1, le=10**9, description="optimizer steps in total")
+    batch_size: int = Field(128, ge=1, le=2**20, description="images per optimizer step, over "
+                            "all processes (the global batch)")
+    grad_accumulation: int = Field(1, ge=1, le=2**20, description="micro-batches per optimizer "
+                                   "step on each process (same result, a fraction of the memory)")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: ddp (a whole "
+                                             "copy per device) or fsdp (FSDP2, sharded)")
     lr_warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up length")
     compile: bool = Field(False, description="torch.compile the network")
     time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "
@@ -52,6 +93,7 @@ class TrainSection(_Section):
                               "checkpoint is restored")
     nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate factor after a restore")
     nan_max_restores: int = Field(1, ge=0, description="restores before training stops")
+    init_from: str = Field("", description="initial weights: checkpoint, .safetensors or diffusers folder")
     class_conditional: bool = Field(False, description="condition the network on the data "
                                     "set's class labels (their count comes from the data)")
     label_dropout: float = Field(0.0, ge=0, lt=1, description="share of labels replaced by "
@@ -74,11 +116,13 @@ class LogSection(_Section):
     sample_every: int = Field(0, ge=0, description="sample grid (always at the end)")
     checkpoint_every: int = Field(1000, ge=0, description="checkpoint (always at the end)")
     keep_last: int = Field(3, ge=1, description="checkpoints kept on disk")
-    num_samples: int = Field(64, ge=1, description="samples in each grid")
+    num_samples: int = Field(64, ge=1, le=10_000, description="samples in each grid (at most "
+                             "10,000: a grid is drawn as one batch)")
     tensorboard: bool = Field(True, description="write TensorBoard events")
     eval_every: int = Field(0, ge=0, description="sample metrics (pixel FID, KID; energy and "
                             "sliced Wasserstein for 2-D data) of the EMA model vs held-out data")
-    eval_samples: int = Field(500, ge=2, description="samples drawn for each evaluation")
+    eval_samples: int = Field(500, ge=2, le=1_000_000, description="samples drawn for each "
+                              "evaluation")
 
 
 SETTINGS: dict[str, type[_Section]] = {"run": RunSection, "train": TrainSection,
@@ -116,8 +160,21 @@ def parse_value(raw: str) -> Any:
     """A --set value as TOML (numbers, booleans, lists, quoted strings); else a bare string."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
+
+
+def _split_override(item: str) -> tuple[list[str], Any] | str:
+    """ "section.key=value" as (path, value), or the sentence saying what is wrong with it."""
+    if any(ord(c) < 32 and c != "\t" for c in item):
+        # A newline would let the value add TOML keys of its own (v = 1 \n other = 2).
+        return (f"--set {item!r} holds a newline or control character; a value is one line "
+                f'(write "\\n" inside a quoted string)')
+    key, sep, raw = item.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or len(path) < 2 or not all(path):
+        return f"--set {quoted(item)} is not of the form section.field=value"
+    return path, parse_value(raw.strip())
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str],
@@ -126,12 +183,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str],
     problems: list[tuple[str, str]] = []
     parsed = []
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or "." not in key:
-            problems.append(("", f'--set "{item}" is not of the form section.field=value'))
-            continue
-        parsed.append((key.split("."), parse_value(raw.strip())))
+        split = _split_override(item)
+        if isinstance(split, str):
+            problems.append(("", split))
+        else:
+            parsed.append(split)
     # Name changes first: they reset the section, later keys then fill it.
     for path, value in sorted(parsed, key=lambda p: p[0][1:] != ["name"]):
         section = path[0]
@@ -145,10 +201,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str],
                 dropped.append(f"{section}: {', '.join(old)} (parameters of "
                                f"{target.get('name')})")
             target.clear()
-        for key in path[1:-1]:
+        for depth, key in enumerate(path[1:-1], start=1):
             target = target.setdefault(key, {})
-        target[path[-1]] = value
+            if not isinstance(target, dict):
+                where = ".".join(path[:depth + 1])
+                problems.append((where, f"is {_kind(target)}, not a table, so --set "
+                                        f"{'.'.join(path)} cannot set a field inside it"))
+                break
+        else:
+            target[path[-1]] = value
     return problems
+
+
+def _kind(value: Any) -> str:
+    """ "a string", "an integer", ... for sentences about a TOML value."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list"}
+    return next((n for t, n in names.items() if isinstance(value, t)), "a value")
 
 
 def _pydantic_message(err: dict, cls: type) -> str:
@@ -159,21 +228,44 @@ def _pydantic_message(err: dict, cls: type) -> str:
         close = difflib.get_close_matches(field, accepted, n=1)
         hint = f'; did you mean "{close[0]}"?' if close else ""
         owner = getattr(cls, "name", "") or cls.__name__
-        return (f'{owner} has no parameter "{field}"{hint} '
+        return (f"{owner} has no parameter {quoted(field)}{hint} "
                 f"(accepts: {', '.join(accepted) or 'none'})")
     if kind == "missing":
         return "is required"
+    msg = msg.removeprefix("Value error, ")
+    if "overflow" in msg.lower() or "too big" in msg.lower():
+        # pydantic's and torch's "Overflow when unpacking long long" and the like.
+        msg = "holds a number too large to compute with"
     text = msg[0].lower() + msg[1:] if msg else kind
     text = text.replace("input should be", "must be")
     if "input" in err and not isinstance(err["input"], dict):
-        text += f" (got {err['input']!r})"
+        text += f" (got {_short_repr(err['input'])})"
+    field = cls.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+    if kind in BOUND_ERRORS and field is not None and field.description:
+        text += f" ({err['loc'][0]}: {field.description})"  # the bound's reason
     return text
+
+
+# pydantic error types of a number or a length outside its Field bounds.
+BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                "too_long", "too_short", "finite_number"}
+
+
+def _printable(key: str) -> str:
+    """A key as typed, or its repr when it holds a newline or other control character."""
+    return key if key.isprintable() else repr(key)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """repr of a value for a message, cut so one bad value cannot fill the screen."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + " ...)"
 
 
 def _errors(exc: ValidationError, prefix: str, cls: type) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        loc = [_printable(str(p)) for p in err["loc"] if not str(p).startswith("function-")]
         path = ".".join([prefix, *loc]) if loc else prefix
         out.append((path, _pydantic_message(err, cls)))
     return out
@@ -187,7 +279,7 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
         if section not in known:
             close = difflib.get_close_matches(section, sorted(known), n=1)
             hint = f"; did you mean [{close[0]}]?" if close else ""
-            problems.append((section, f"unknown section [{section}]{hint}"))
+            problems.append((_printable(section), f"unknown section [{_printable(section)}]{hint}"))
     settings: dict[str, Any] = {}
     for section, cls in SETTINGS.items():
         raw = data.get(section, {})
@@ -204,11 +296,13 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
         if raw is None:
             if family.default is None:
                 problems.append((family.section, f"the recipe needs a [{family.section}] section "
-                                 f"naming a {family.noun}"))
+                                 f"naming {with_article(family.noun)}"))
                 continue
             raw = {"name": family.default}
-        if not isinstance(raw, dict) or "name" not in raw:
-            problems.append((f"{family.section}.name", f"must name a {family.noun}"))
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            problems.append((f"{family.section}.name", f"must name {with_article(family.noun)}"
+                             + ("" if not isinstance(raw, dict) or "name" not in raw else
+                                f" as a string (got {_short_repr(raw['name'])})")))
             continue
         try:
             entry = registry.get(family.name, str(raw["name"]))
@@ -217,12 +311,22 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
             continue
         params = {k: v for k, v in raw.items() if k != "name"}
         try:
-            parts[family.section] = entry.cls.model_validate(params)
+            with component_boundary(entry, "checking its parameters"):
+                parts[family.section] = entry.cls.model_validate(params)
         except ValidationError as exc:
             problems += _errors(exc, family.section, entry.cls)
+        except DifftkError as exc:
+            problems.append((family.section, str(exc)))
     if not problems:
         for section, part in parts.items():
-            for path, msg in part.check(parts):
+            entry = registry.get(BY_SECTION[section].name, part.name)
+            try:
+                with component_boundary(entry, "checking the recipe"):
+                    found = list(part.check(parts))
+            except DifftkError as exc:
+                problems.append((section, str(exc)))
+                continue
+            for path, msg in found:
                 problems.append((f"{section}.{path}" if path else section, msg))
     if problems:
         raise RecipeError(problems, source)
@@ -239,10 +343,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, registry=N
     source = str(path)
     if not path.is_file():
         raise RecipeError([("", "no such recipe file")], source)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError([("", f"is not valid TOML: {exc}")], source) from None
+    data = parse_recipe_text(path, source)
     dropped: list[str] = []
     problems = apply_overrides(data, list(overrides or []), dropped)
     if problems:
@@ -253,10 +354,35 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, registry=N
     return validate(data, registry, source)
 
 
+def parse_recipe_text(path: Path, source: str) -> dict[str, Any]:
+    """A recipe file's TOML as a dict, or a RecipeError saying why it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError([("", f"cannot be read ({exc.strerror or exc})")], source) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError([("", f"is not UTF-8 text (byte {exc.start} is "
+                                f"0x{raw[exc.start]:02x}); TOML files are UTF-8")],
+                          source) from None
+    return toml_dict(text, source)
+
+
+def toml_dict(text: str, source: str) -> dict[str, Any]:
+    """Parse TOML text; a syntax error or nesting too deep to parse is one RecipeError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError([("", f"is not valid TOML: {exc}")], source) from None
+    except RecursionError:
+        raise RecipeError([("", "nests arrays or tables too deeply to read")], source) from None
+
+
 def recipe_from_text(text: str, registry=None, source: str = "recipe") -> Recipe:
     from difftk.registry import default_registry
 
-    return validate(tomllib.loads(text), registry or default_registry(), source)
+    return validate(toml_dict(text, source), registry or default_registry(), source)
 
 
 
@@ -280,7 +406,8 @@ def component_from_spec(section: str, spec: str, registry=None, defaults: dict |
         if key in entry.cls.model_fields and key not in params:
             params[key] = value
     try:
-        return entry.cls.model_validate(params)
+        with component_boundary(entry, "checking its parameters"):
+            return entry.cls.model_validate(params)
     except ValidationError as exc:
         raise RecipeError(_errors(exc, section, entry.cls), spec) from None
 

@@ -1,28 +1,41 @@
-"""The plugin manager: built-ins and entry-point plugins, registered the same way.
+"""The plugin manager: built-ins, entry-point plugins and plugin files, registered the same way.
 
 Entry points (group ``difftk``) are loaded with our own loop so that one plugin that
 fails to import is reported and the rest keep working (pluggy's own loader stops at
 the first failure). ``DIFFTK_LOAD_PLUGINS`` is a comma list of distribution names to
-load; empty loads none. Built-ins are always loaded.
+load; empty loads none. Built-ins are always loaded. ``DIFFTK_PLUGINS_DIR`` (or
+``difftk --plugins-dir``) names a folder whose ``*.py`` files are each loaded as a plugin
+module, as datasette's ``--plugins-dir`` does; their provider is the file.
+
+A plugin is isolated: one that fails to import, exits, registers a class of the wrong
+family or a name another provider has is reported and left out whole, and the rest keep
+working. Calls into a plugin's components go through a boundary that names the plugin
+when its code raises or returns what its family's contract forbids (see plugin_guard.py).
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
+from pathlib import Path
 
 import pluggy
 
 from difftk import __version__, hookspecs
-from difftk.errors import PluginError, UnknownComponentError
-from difftk.families import BY_NAME, BY_SECTION, FAMILIES
+from difftk.errors import PluginError, UnknownComponentError, quoted, with_article
+from difftk.families import BY_NAME, FAMILIES
+from difftk.plugin_guard import describe, guard_plugin_class
 
 ENTRY_POINT_GROUP = "difftk"
+PLUGINS_DIR_VARIABLE = "DIFFTK_PLUGINS_DIR"
+# Version shown for a plugin loaded from a file of a plugins folder (it has no distribution).
+FILE_VERSION = "(file)"
 
 BUILTIN_MODULES = (
     "difftk.plugins.schedules",
@@ -40,6 +53,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",
     "difftk.plugins.architectures.dit",
+    "difftk.plugins.architectures.diffusers_unet2d",
     "difftk.plugins.datasets.toy2d",
     "difftk.plugins.datasets.digits",
     "difftk.plugins.datasets.idx",
@@ -91,25 +105,19 @@ class Registry:
         if name in members:
             return members[name]
         noun = BY_NAME[family].noun
-        msg = f'no {noun} named "{name}"'
+        msg = f"no {noun} named {quoted(name)}"
         close = difflib.get_close_matches(name, list(members), n=1)
         if close:
             msg += f'; did you mean "{close[0]}"?'
         else:
             for other, others in self.entries.items():
                 if name in others and other != family:
-                    msg += (f"; {name} is a {BY_NAME[other].noun}, "
+                    msg += (f"; {name} is {with_article(BY_NAME[other].noun)}, "
                             f"set it in [{BY_NAME[other].section}]")
                     break
         msg += f" (available: {', '.join(sorted(members)) or 'none'}; "
         msg += f"see difftk list-plugins --family {family})"
         raise UnknownComponentError(msg)
-
-    def create(self, section: str, params: dict):
-        """Validate a recipe section {name=..., **params} into a component instance."""
-        family = BY_SECTION[section].name
-        entry = self.get(family, params["name"])
-        return entry.cls.model_validate({k: v for k, v in params.items() if k != "name"})
 
 
 def _selected_distributions() -> set[str] | None:
@@ -125,7 +133,11 @@ def _builtin_provider(module: str) -> Provider:
 
 def _collect(pm: pluggy.PluginManager, plugin: object, provider: Provider,
              registry: Registry) -> None:
-    """Call each family hook of one plugin with a register callback that stamps provenance."""
+    """Call each family hook of one plugin with a register callback that stamps provenance.
+
+    Every entry is checked before any is added, so a plugin that breaks the contract
+    (wrong base class, a name already taken) leaves the registry as it was.
+    """
     found: list[Entry] = []
     for family in FAMILIES:
         caller = getattr(pm.hook, f"register_{family.name}")
@@ -137,28 +149,90 @@ def _collect(pm: pluggy.PluginManager, plugin: object, provider: Provider,
             def register(cls, _family=family, _base=base):
                 if not (isinstance(cls, type) and issubclass(cls, _base)):
                     raise PluginError(
-                        f"{provider.package} registered {cls!r} as a {_family.noun}, but it "
-                        f"is not a subclass of {_base.__module__}.{_base.__name__}")
+                        f"{provider.package} registered {cls!r} as "
+                        f"{with_article(_family.noun)}, but it is not a subclass of "
+                        f"{_base.__module__}.{_base.__name__}")
                 if not cls.name:
                     raise PluginError(f"{provider.package}: {cls.__name__} has no name")
                 found.append(Entry(_family.name, cls.name, cls, provider))
 
             impl.function(register=register)
+    seen: dict[tuple[str, str], Entry] = {}
     for entry in found:
-        members = registry.entries.setdefault(entry.family, {})
-        if entry.name in members:
-            first = members[entry.name].provider
+        first = registry.entries.get(entry.family, {}).get(entry.name) or seen.get(
+            (entry.family, entry.name))
+        if first is not None:
             raise PluginError(
                 f'two providers of the {BY_NAME[entry.family].noun} "{entry.name}": '
-                f"{first.package} {first.version} ({first.module}) and "
-                f"{entry.provider.package} {entry.provider.version} ({entry.provider.module})")
-        members[entry.name] = entry
+                f"{first.provider.package} {first.provider.version} ({first.provider.module}) "
+                f"and {entry.provider.package} {entry.provider.version} "
+                f"({entry.provider.module})")
+        seen[(entry.family, entry.name)] = entry
+    for entry in found:
+        if not provider.builtin:
+            guard_plugin_class(entry.cls, entry.family, provider)
+        registry.entries.setdefault(entry.family, {})[entry.name] = entry
     registry.providers.append(provider)
 
 
+def _load_failure(exc: BaseException, module: str) -> str:
+    """Why a plugin module could not be imported, as the end of a sentence."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        if top != module.split(".")[0]:
+            return (f'it needs the package "{top}", which is not installed '
+                    f"(pip install {top}, or the plugin's extra)")
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while being imported"
+    return describe(exc)
+
+
+def plugin_files(folder: str | os.PathLike) -> list[Path]:
+    """The *.py files of a plugins folder, sorted (files starting with _ or . are skipped)."""
+    return sorted(p for p in Path(folder).expanduser().glob("*.py")
+                  if p.is_file() and not p.name.startswith(("_", ".")))
+
+
+def _import_file(path: Path):
+    """A plugin file as a module named after it (difftk_plugins_dir.<stem>)."""
+    name = f"difftk_plugins_dir.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _plugin_modules(registry: Registry, entry_points: bool, plugins_dir: str | None
+                    ) -> Iterator[tuple[Callable[[], object], Provider, str]]:
+    """(loader, provider, module name) of every entry-point plugin and plugin file."""
+    selected = _selected_distributions()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points else ():
+        dist = ep.dist.name if ep.dist is not None else ep.name
+        version = ep.dist.version if ep.dist is not None else "?"
+        if selected is not None and dist not in selected and ep.name not in selected:
+            continue
+        yield ep.load, Provider(dist, version, False, ep.value), ep.module
+    if plugins_dir:
+        folder = Path(plugins_dir).expanduser()
+        if not folder.is_dir():
+            registry.failures.append(PluginFailure(
+                str(folder), FILE_VERSION, f"the plugins folder ({PLUGINS_DIR_VARIABLE} or "
+                "--plugins-dir) is not a directory"))
+            return
+        for path in plugin_files(folder):
+            yield (functools.partial(_import_file, path),
+                   Provider(str(path), FILE_VERSION, False, path.stem), path.stem)
+
+
 def build_registry(extra_plugins: Iterable[tuple[object, Provider]] = (),
-                   load_entry_points: bool = True) -> Registry:
-    """Load built-ins, entry-point plugins and any extra (plugin, provider) pairs."""
+                   load_entry_points: bool = True, plugins_dir: str | None = None) -> Registry:
+    """Load built-ins, entry-point plugins, the files of a plugins folder (default:
+    $DIFFTK_PLUGINS_DIR) and any extra (plugin, provider) pairs."""
     pm = pluggy.PluginManager("difftk")
     pm.add_hookspecs(hookspecs)
     registry = Registry()
@@ -168,26 +242,26 @@ def build_registry(extra_plugins: Iterable[tuple[object, Provider]] = (),
         pm.register(module, name=module_name)
         plugins.append((module, _builtin_provider(module_name)))
 
-    if load_entry_points:
-        selected = _selected_distributions()
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist is not None else ep.name
-            version = ep.dist.version if ep.dist is not None else "?"
-            if selected is not None and dist not in selected and ep.name not in selected:
-                continue
+    if plugins_dir is None:
+        plugins_dir = os.environ.get(PLUGINS_DIR_VARIABLE) or None
+    if load_entry_points or plugins_dir:
+        for load, provider, module_name in _plugin_modules(registry, load_entry_points,
+                                                           plugins_dir):
             try:
-                module = ep.load()
-                pm.register(module, name=f"{dist}:{ep.name}")
-            except Exception as exc:  # a broken plugin must not break difftk
-                registry.failures.append(PluginFailure(dist, version, _describe(exc)))
+                module = load()
+                pm.register(module, name=f"{provider.package}:{provider.module}")
+            except (Exception, SystemExit) as exc:  # a broken plugin must not break difftk
+                registry.failures.append(PluginFailure(provider.package, provider.version,
+                                                       _load_failure(exc, module_name)))
                 continue
             try:
                 pm.check_pending()  # a misspelt hook name is an error, not silence
             except pluggy.PluginValidationError as exc:
                 pm.unregister(module)
-                registry.failures.append(PluginFailure(dist, version, _describe(exc)))
+                registry.failures.append(PluginFailure(provider.package, provider.version,
+                                                       describe(exc)))
                 continue
-            plugins.append((module, Provider(dist, version, False, ep.value)))
+            plugins.append((module, provider))
 
     for plugin, provider in extra_plugins:
         pm.register(plugin, name=f"{provider.package}:{provider.module}")
@@ -197,25 +271,20 @@ def build_registry(extra_plugins: Iterable[tuple[object, Provider]] = (),
     for plugin, provider in plugins:
         try:
             _collect(pm, plugin, provider, registry)
-        except PluginError:
-            raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if provider.builtin:
                 raise
-            registry.failures.append(PluginFailure(provider.package, provider.version,
-                                                   _describe(exc)))
+            pm.unregister(plugin)
+            reason = str(exc) if isinstance(exc, PluginError) else describe(exc)
+            registry.failures.append(PluginFailure(provider.package, provider.version, reason))
     for failure in registry.failures:
         print(f"difftk: warning: plugin {failure.package} {failure.version} could not be "
               f"loaded: {failure.error}", file=sys.stderr)
     return registry
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @functools.cache
 def default_registry() -> Registry:
     """The process-wide registry, built on first use (not at import)."""
     return build_registry()
+

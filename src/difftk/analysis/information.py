@@ -30,9 +30,10 @@ def gaussian_mutual_information(target: str, a: Tensor, b: Tensor, s: float) -> 
 
 def information_table(s: float = 0.5, T: int = 1000) -> list[dict]:
     """Rows (target, t, snr, mi_nats) over DDPM's linear schedule, t = 1..T."""
-    from difftk.plugins.schedules import Linear
+    from difftk.registry import default_registry
 
-    ab = Linear(T=T).table["alpha_bar"][1:]
+    linear = default_registry().get("schedules", "linear").cls(T=T)
+    ab = linear.table["alpha_bar"][1:]
     snr = ab / (1 - ab)
     a, b = vp_levels(snr)
     rows = []

@@ -6,6 +6,10 @@ eq. 5.3, 5.7), the weight the x0 error actually receives when training target T 
 w k_T for relative_to = "target" and w for relative_to = "x0". Plotting that effective
 weight for x0, eps and v side by side shows, e.g., that ``uniform`` on an eps-model is
 SNR-weighting of x0 (seed 001 §7).
+
+Each curve also carries the schedule's time t of every level, so the same weights are drawn
+against t as seed 003 draws its weighting factors (Figures 4.9 and 5.5: 1 / (2 sigma_t^2)
+on the mean, the x0 weight of the fixed-variance bound).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from difftk.eval.figures import figure_to_image
 
 @dataclass
 class WeightCurve:
-    """One weighting evaluated along a schedule: logSNR, w, and the x0-MSE weight per target."""
+    """One weighting evaluated along a schedule: logSNR, its time t, w, and the x0-MSE weight
+    per target."""
 
     label: str
     relative_to: str
     log_snr: np.ndarray
     w: np.ndarray
     effective: dict[str, np.ndarray] = field(default_factory=dict)
+    t: np.ndarray | None = None
 
 
 def levels_for(weighting, schedule, log_snr_range: tuple[float, float], n: int = 241) -> Levels:
@@ -49,22 +55,28 @@ def weight_curve(label: str, weighting, targets: dict[str, object], schedule,
     w = weighting.at(levels, schedule).double()
     effective = {}
     for name, target in targets.items():
-        k = target.x0_error_factor(levels).double()
+        # targets like `mean` read the schedule's table (a copy is bound; idempotent)
+        k = target.bind(schedule).x0_error_factor(levels).double()
         effective[name] = (w if weighting.relative_to == "x0" else w * k).numpy()
-    return WeightCurve(label, weighting.relative_to, levels.log_snr.numpy(), w.numpy(), effective)
+    t = levels.t if levels.t is not None else schedule.time_from_log_snr(levels.log_snr)
+    return WeightCurve(label, weighting.relative_to, levels.log_snr.numpy(), w.numpy(), effective,
+                       t.double().numpy())
 
 
 def write_csv(curves: list[WeightCurve], path: str | Path) -> None:
-    """One row per (weighting, logSNR): name, relative_to, log_snr, w, x0-MSE weight per target."""
+    """One row per (weighting, level): name, relative_to, log_snr, the schedule's t, w, and the
+    x0-MSE weight per target."""
     targets = list(curves[0].effective) if curves else []
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["name", "relative_to", "log_snr", "w", *[f"x0_weight_{t}" for t in targets]])
+        out.writerow(["name", "relative_to", "log_snr", "t", "w",
+                      *[f"x0_weight_{t}" for t in targets]])
         for c in curves:
             for i in range(len(c.log_snr)):
-                out.writerow([c.label, c.relative_to, f"{c.log_snr[i]:.6g}", f"{c.w[i]:.9g}",
+                out.writerow([c.label, c.relative_to, f"{c.log_snr[i]:.6g}", f"{c.t[i]:.6g}",
+                              f"{c.w[i]:.9g}",
                               *[f"{c.effective[t][i]:.9g}" for t in targets]])
 
 
@@ -73,38 +85,41 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
-def draw_weights(curves: list[WeightCurve], title: str = "") -> np.ndarray:
-    """Panel 1: w as its formula states it; one panel per target: the weight on the x0-MSE."""
+def draw_weights(curves: list[WeightCurve], title: str = "", time_label: str = "t") -> np.ndarray:
+    """Top row against logSNR, bottom row against the schedule's t. Column 1: w as its formula
+    states it; one column per target: the weight on the x0-MSE."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     targets = list(curves[0].effective) if curves else []
-    fig, axes = plt.subplots(1, 1 + len(targets), figsize=(4.2 * (1 + len(targets)), 3.8),
-                             dpi=100, squeeze=False)
-    axes = axes[0]
+    columns = 1 + len(targets)
+    fig, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 7.4), dpi=100, squeeze=False)
     palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
-    for i, c in enumerate(curves):
-        color = palette(i % palette.N)
-        axes[0].plot(c.log_snr, _positive(c.w), color=color, label=f"{c.label} (on {c.relative_to})")
-        for ax, target in zip(axes[1:], targets, strict=True):
-            ax.plot(c.log_snr, _positive(c.effective[target]), color=color, label=c.label)
-    axes[0].set_title("w as defined")
-    for ax, target in zip(axes[1:], targets, strict=True):
-        ax.set_title(f"weight on the x0-MSE, {target} target")
-    for ax in axes:
-        ax.set_yscale("log")
-        ax.set_xlabel("logSNR")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("weight")
+    for row, xkey in enumerate(("log_snr", "t")):
+        for i, c in enumerate(curves):
+            color = palette(i % palette.N)
+            x = getattr(c, xkey)
+            axes[row, 0].plot(x, _positive(c.w), color=color,
+                              label=f"{c.label} (on {c.relative_to})")
+            for ax, target in zip(axes[row, 1:], targets, strict=True):
+                ax.plot(x, _positive(c.effective[target]), color=color, label=c.label)
+        axes[row, 0].set_title("w as defined")
+        for ax, target in zip(axes[row, 1:], targets, strict=True):
+            ax.set_title(f"weight on the x0-MSE, {target} target")
+        for ax in axes[row]:
+            ax.set_yscale("log")
+            ax.set_xlabel("logSNR" if xkey == "log_snr" else time_label)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel("weight")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     # The legend sits in a margin on the right so it hides no curve.
     legend_width = 2.2 / fig.get_figwidth()
     fig.subplots_adjust(right=1 - legend_width)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=7,
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center right", fontsize=7,
                frameon=False)
     return figure_to_image(fig)
 
@@ -118,8 +133,10 @@ def run_weight_figure(recipe) -> list[tuple[str, np.ndarray]]:
     hi = min(hi, 1e4)  # zero terminal SNR: stop at logSNR = -18
     log_snr_range = (-2 * float(np.log(hi)), -2 * float(np.log(lo)))
     curve = weight_curve(weighting.name, weighting, {target.name: target}, schedule, log_snr_range)
+    lo_t, hi_t = schedule.time_range()
     return [("weight", draw_weights([curve], title=f"weight = {weighting.name}, "
-                                                   f"target = {target.name}"))]
+                                                   f"target = {target.name}",
+                                    time_label=f"t ({schedule.name}, {lo_t:g}..{hi_t:g})"))]
 
 
 RUN_FIGURES.append(run_weight_figure)

@@ -2,18 +2,22 @@
 
 Heavy imports (torch, tensorboard) happen inside the commands that need them, so
 ``difftk --help`` answers at once. Each command lives in its own module and registers
-itself on ``app`` when imported below.
+itself on ``app`` when imported below; the import order is the order of ``difftk --help``
+(train first). ``DifftkTyper`` (app.py) gives every command plain-text help and turns a
+``DifftkError`` into one sentence on stderr and a non-zero exit.
 """
 
-from difftk.cli import info, plot, plugins, sample, train, validate  # noqa: F401, I001  (registers commands)
-from difftk.cli import new_plugin, plot_weights  # noqa: F401, I001
-from difftk.cli import plot_noise_sampling, plot_schedules  # noqa: F401, I001
-from difftk.cli import ema, memory  # noqa: F401, I001
-from difftk.cli import data  # noqa: F401, I001
-from difftk.cli import plot_information, plot_targets  # noqa: F401, I001
-from difftk.cli import eval  # noqa: F401, I001
-from difftk.cli.app import app
+from difftk.cli import train  # noqa: F401, I001
+from difftk.cli import sample, eval, ema  # noqa: F401, I001
+from difftk.cli import validate, info, memory, data  # noqa: F401, I001
+from difftk.cli import plot, plot_schedules, plot_noise_sampling, plot_weights  # noqa: F401, I001
+from difftk.cli import plot_targets, plot_information  # noqa: F401, I001
+from difftk.cli import plot_variance_ratio, plot_forward_noising  # noqa: F401, I001
+from difftk.cli import analyze  # noqa: F401, I001
+from difftk.cli import export  # noqa: F401, I001
+from difftk.cli import plugins, new_plugin  # noqa: F401, I001
+from difftk.cli.app import app  # noqa: I001
 
 
 def main() -> None:
-    app()
+    app(prog_name="difftk")  # also under python -m difftk and torchrun -m difftk

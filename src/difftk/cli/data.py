@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
-from difftk.errors import DifftkError
+from difftk.cli.app import DifftkTyper, SetOption, app
 
-data_app = typer.Typer(no_args_is_help=True, help="Inspect the data set a recipe trains on.")
+data_app = DifftkTyper(no_args_is_help=True, help="Inspect the data set a recipe trains on.")
 app.add_typer(data_app, name="data", rich_help_panel="Inspection")
 
 
@@ -22,15 +21,12 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """Load the recipe's data set and print its sizes, range, mean and std (sigma_data)."""
-    try:
-        from difftk.recipe import load_recipe
+    from difftk.recipe import load_recipe
 
-        r = load_recipe(recipe, set_)
-        part = r.parts["data"]
-        bundle = part.load()
-        s = bundle.stats
-    except DifftkError as exc:
-        raise fail(exc) from None
+    r = load_recipe(recipe, set_)
+    part = r.parts["data"]
+    bundle = part.load()
+    s = bundle.stats
     report = {
         "data": part.name, "kind": bundle.kind, "shape": list(bundle.shape),
         "train": int(bundle.train.shape[0]), "heldout": int(bundle.heldout.shape[0]),

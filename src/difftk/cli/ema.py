@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
+from difftk.cli.app import app
 from difftk.errors import DifftkError
 
 
@@ -25,23 +25,25 @@ def ema(
     step: Annotated[int | None, typer.Option(
         help="With --sigma-rel: the snapshot step to reconstruct at (default: the last).")] = None,
 ):
-    """Combine saved snapshots into post-hoc EMA weights (by --beta or --sigma-rel)."""
-    try:
-        from difftk.train.checkpoint import save_weights
-        from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
+    """Combine saved snapshots into post-hoc EMA weights (by --beta or --sigma-rel): one
+    .safetensors file that difftk sample and difftk eval take in place of a checkpoint."""
+    from difftk.eval.trained_model import weights_file_metadata
+    from difftk.train.checkpoint import save_weights
+    from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
 
-        if (beta is None) == (sigma_rel is None):
-            raise DifftkError("give exactly one of --beta and --sigma-rel")
-        if output.suffix != ".safetensors":
-            raise DifftkError(f"{output}: the output must end in .safetensors")
-        if beta is not None:
-            if not 0 <= beta < 1:
-                raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
-            state, info = posthoc_beta(run_dir, beta)
-        else:
-            state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
-        save_weights(output, state, {"difftk_posthoc_ema": json.dumps(info)})
-    except DifftkError as exc:
-        raise fail(exc) from None
+    if (beta is None) == (sigma_rel is None):
+        raise DifftkError("give exactly one of --beta and --sigma-rel")
+    if output.suffix != ".safetensors":
+        raise DifftkError(f"{output}: the output must end in .safetensors")
+    if beta is not None:
+        if not 0 <= beta < 1:
+            raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
+        state, info = posthoc_beta(run_dir, beta)
+    else:
+        state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
+    last_step = info["step"] if "step" in info else info["steps"][-1]
+    # the run's recipe and data spec travel in the file: difftk sample / eval load it alone
+    metadata = weights_file_metadata(run_dir, last_step)
+    save_weights(output, state, {"difftk_posthoc_ema": json.dumps(info), **metadata})
     what = f"beta {beta}" if beta is not None else f"sigma_rel {sigma_rel} at step {info['step']}"
     typer.echo(f"post-hoc EMA ({what}) from {len(info['coefficients'])} snapshot files -> {output}")

@@ -1,4 +1,4 @@
-"""difftk eval: sample metrics of a checkpoint, sampler speed, and the NLL bound."""
+"""difftk eval: sample metrics of a trained model, sampler speed, and the NLL bound."""
 
 from __future__ import annotations
 
@@ -8,53 +8,21 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
-from difftk.errors import DifftkError, RecipeError
-
-
-def _sampler(recipe, name: str | None, steps: int | None, guidance: float | None,
-             sets: list[str]):
-    from difftk.recipe import sampler_with_overrides
-
-    return sampler_with_overrides(recipe, name, steps, guidance, sets)
-
-
-def _speed_samplers(recipe, names: str | None, steps: int | None, guidance: float | None):
-    """Every installed sampler that can run on the recipe's schedule (or the named ones).
-
-    A sampler whose default grid is a table spacing runs on the Karras grid where the
-    schedule has no table; one that needs a table (ddpm) is then left out unless named.
-    """
-    from difftk.registry import default_registry
-
-    registry = default_registry()
-    chosen = names.split(",") if names else registry.names("samplers")
-    out = []
-    for name in chosen:
-        try:
-            out.append(_sampler(recipe, name.strip(), steps, guidance, []))
-            continue
-        except RecipeError:
-            pass
-        try:
-            out.append(_sampler(recipe, name.strip(), steps, guidance, ['sampler.grid="karras"']))
-        except RecipeError:
-            if names:  # a sampler asked for by name must run; the rest are skipped quietly
-                raise
-    return out
+from difftk.cli.app import SetOption, app
 
 
 @app.command("eval", rich_help_panel="Generation")
 def eval_command(
     checkpoint: Annotated[Path, typer.Argument(
-        help="A checkpoint directory, its run directory, or checkpoints/latest.")],
+        help="A checkpoint directory, its run directory, checkpoints/latest, or a "
+             ".safetensors file written by difftk ema.")],
     sampler: Annotated[str | None, typer.Option(help="Sampler (default: the recipe's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Number of sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(
         help="Classifier-free guidance scale (conditional models; 1 = none).")] = None,
-    n: Annotated[int, typer.Option("-n", "--num", help="Samples to generate.")] = 1000,
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Samples to generate.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Samples per sampler call.")] = 500,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per sampler call.")] = 500,
     metrics: Annotated[bool, typer.Option(
         help="Pixel FID and KID (images) or Frechet, KID, energy and sliced Wasserstein "
              "distances (vectors) against the held-out split.")] = True,
@@ -65,59 +33,38 @@ def eval_command(
         help="Comma list of samplers for --speed (default: all that fit the schedule).")] = None,
     nll: Annotated[bool, typer.Option(
         "--nll", help="Negative log-likelihood bound in bits/dim on held-out images.")] = False,
-    nll_samples: Annotated[int, typer.Option(help="Held-out images scored by --nll.")] = 256,
+    nll_samples: Annotated[int, typer.Option(min=1, help="Held-out images scored by --nll.")
+                           ] = 256,
+    features: Annotated[str | None, typer.Option(
+        help='FID and KID also on learned features: "inception" (needs --weights).')] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="The feature network's weights, e.g. pt_inception-2015-12-05-6726825d.pth "
+             "(see docs/interop.md).")] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     set_: SetOption = None,
     device: Annotated[str, typer.Option(help='"auto", "cpu" or "cuda".')] = "auto",
 ):
-    """Evaluate a checkpoint: sample metrics vs held-out data, --speed, --nll."""
-    try:
-        import torch
+    """Evaluate a trained model: sample metrics vs held-out data, --speed, --nll."""
+    from difftk.eval.checkpoint_report import checkpoint_report, speed_samplers
+    from difftk.eval.features import learned_features
+    from difftk.eval.trained_model import load_trained_model
+    from difftk.recipe import sampler_with_overrides
+    from difftk.train.runtime import make_runtime
 
-        from difftk.train.restore import restore
-        from difftk.train.runtime import make_runtime
-
-        dev = make_runtime(device).device
-        restored = restore(checkpoint, dev, use_ema=ema)
-        chosen = _sampler(restored.recipe, sampler, steps, guidance, list(set_ or []))
-        data = restored.recipe.parts["data"].load()
-        labels = None
-        if restored.spec.num_classes and data.heldout_labels is not None:
-            labels = data.heldout_labels.repeat(n // len(data.heldout_labels) + 1)[:n].to(dev)
-        report: dict = {"checkpoint": str(checkpoint), "step": restored.step,
-                        "sampler": chosen.params() | {"name": chosen.name}, "samples": n}
-        if metrics:
-            from difftk.eval.generate import generate
-            from difftk.eval.metrics import sample_metrics
-
-            result = generate(chosen, restored.denoiser, n, restored.spec.shape, dev, seed,
-                              labels, batch_size)
-            report["nfe_per_image"] = result.nfe
-            report["metrics"] = sample_metrics(result.x, data.heldout, data.kind)
-        if speed:
-            from difftk.eval.generate import sampler_speed
-
-            report["speed"] = sampler_speed(
-                _speed_samplers(restored.recipe, samplers, steps, guidance),
-                restored.denoiser, n, restored.spec.shape, dev, seed, labels, batch_size)
-        if nll:
-            from difftk.eval.nll import nll_bits_per_dim
-
-            if not restored.denoiser.schedule.has_table:
-                raise DifftkError("--nll sums the bound over the steps of a t-space schedule's "
-                                  f'table, and the schedule "{restored.denoiser.schedule.name}" '
-                                  "has none")
-            x0 = data.heldout[:nll_samples].to(dev)
-            gen = torch.Generator(dev).manual_seed(seed)
-            report["nll"] = nll_bits_per_dim(restored.denoiser, x0, batch_size=batch_size,
-                                             generator=gen)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    dev = make_runtime(device).device
+    learned = learned_features(features, weights, dev) if metrics else None
+    model = load_trained_model(checkpoint, dev, use_ema=ema)
+    chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
+    names = [s.strip() for s in samplers.split(",")] if samplers else None
+    timed = speed_samplers(model.recipe, names, steps, guidance) if speed else None
+    report = {"checkpoint": str(checkpoint), **checkpoint_report(
+        model, chosen, n=n, seed=seed, batch_size=batch_size, metrics=metrics, speed=timed,
+        nll_samples=nll_samples if nll else 0, features=learned)}
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
         return
-    typer.echo(f"{checkpoint} (step {restored.step}), {chosen.name} sampler, {n} samples")
+    typer.echo(f"{checkpoint} (step {model.step}), {chosen.name} sampler, {n} samples")
     for key, value in report.get("metrics", {}).items():
         typer.echo(f"  {key:<20} {value:.6g}")
     if "nfe_per_image" in report:

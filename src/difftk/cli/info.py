@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import SetOption, app
 from difftk.errors import DifftkError
 
 
@@ -31,23 +31,14 @@ def info(
         help="Number of classes for a class-conditional network (with --shape).")] = 0,
 ):
     """Print the network's parameter count and forward FLOPs per image for a recipe."""
-    try:
-        from difftk.nn.architecture import DataSpec
-        from difftk.nn.cost import human, network_cost
-        from difftk.recipe import load_recipe
-        from difftk.train.assemble import data_spec
+    from difftk.eval.network_input import network_spec
+    from difftk.nn.cost import human, network_cost
+    from difftk.recipe import load_recipe
 
-        r = load_recipe(recipe, set_)
-        if shape is not None:
-            dims = _parse_shape(shape)
-            learned = r.parts["variance"].learned
-            spec = DataSpec(dims, dims[0] * (2 if learned else 1), classes)
-        else:
-            spec = data_spec(r, r.parts["data"].load())
-        model = r.parts["model"]
-        cost = network_cost(model, spec)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    r = load_recipe(recipe, set_)
+    spec = network_spec(r, None if shape is None else _parse_shape(shape), classes)
+    model = r.parts["model"]
+    cost = network_cost(model, spec)
     preset = getattr(model, "preset", "none")
     typer.echo(f"model: {model.name}" + (f" (preset {preset})" if preset != "none" else ""))
     typer.echo(f"data: shape {'x'.join(map(str, spec.shape))}, {spec.out_channels} output "

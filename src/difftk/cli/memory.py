@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
-from difftk.errors import DifftkError
+from difftk.cli.app import SetOption, app
 
 
 def _mb(n: float) -> str:
@@ -26,14 +25,11 @@ def memory(
                       "cannot measure it.")] = 4.0,
 ):
     """Print the memory budget (weights, gradients, optimizer moments, activations) and the measured peak."""
-    try:
-        from difftk.recipe import load_recipe
-        from difftk.train.memory import memory_report
+    from difftk.recipe import load_recipe
+    from difftk.train.memory import memory_report
 
-        r = load_recipe(recipe, set_)
-        report = memory_report(r, batch_size)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    r = load_recipe(recipe, set_)
+    report = memory_report(r, batch_size)
     ck = report.measured_checkpointed
     c = report.activation_bytes / max(ck.saved_bytes, 1) if ck is not None else checkpoint_factor
     columns = [("fp32", report.budget(False)), ("bf16/fp16", report.budget(True)),

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
-from difftk.errors import DifftkError
+from difftk.cli.app import app
 
 
 @app.command("new-plugin", rich_help_panel="Plugins")
@@ -20,11 +19,8 @@ def new_plugin(
         "--dir", help="Where to create the package directory.")] = Path("."),
 ):
     """Write a plugin package: pyproject with the entry point, module, README, test."""
-    try:
-        from difftk.scaffold import scaffold_plugin
+    from difftk.scaffold import scaffold_plugin
 
-        root = scaffold_plugin(name, family, directory)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    root = scaffold_plugin(name, family, directory)
     typer.echo(f"wrote {root}\nnext: pip install -e {root} && difftk list-plugins --family "
                f"{family} && pytest {root / 'tests'}")

@@ -3,9 +3,7 @@ from its own module (imported in difftk.cli)."""
 
 from __future__ import annotations
 
-import typer
+from difftk.cli.app import DifftkTyper, app
 
-from difftk.cli.app import app
-
-plot_app = typer.Typer(no_args_is_help=True, help="Draw the seeds' figures (PNG, and --csv numbers).")
+plot_app = DifftkTyper(no_args_is_help=True, help="Draw the seeds' figures (PNG, and --csv numbers).")
 app.add_typer(plot_app, name="plot", rich_help_panel="Inspection")

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import fail
 from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
@@ -31,23 +30,20 @@ def plot_noise_sampling(
     sigma_max: Annotated[float, typer.Option(help="Right end of the sigma axis.")] = 80.0,
 ):
     """Histogram ln sigma of many draws from each distribution, over its stated density."""
-    try:
-        from difftk.analysis.noise_sampling_figures import draw_histograms, draw_log_sigma, write_csv
-        from difftk.eval.figures import save_png
-        from difftk.recipe import component_from_spec
-        from difftk.registry import default_registry
+    from difftk.analysis.noise_sampling_figures import draw_histograms, draw_log_sigma, write_csv
+    from difftk.eval.figures import save_png
+    from difftk.recipe import component_from_spec
+    from difftk.registry import default_registry
 
-        if not 0 < sigma_min < sigma_max:
-            raise DifftkError("--sigma-min must be positive and smaller than --sigma-max")
-        sched = component_from_spec("schedule", schedule)
-        axis = (sigma_min, sigma_max)
-        results = [draw_log_sigma(spec, component_from_spec("noise_sampling", spec), sched,
-                                  n=draws, seed=seed, sigma_range=axis)
-                   for spec in (names or default_registry().names("noise_sampling"))]
-        save_png(draw_histograms(results, title=f"{draws:,} draws each, schedule = {schedule}",
-                                 sigma_range=axis), output)
-        if csv_path is not None:
-            write_csv(results, csv_path, axis)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    if not 0 < sigma_min < sigma_max:
+        raise DifftkError("--sigma-min must be positive and smaller than --sigma-max")
+    sched = component_from_spec("schedule", schedule)
+    axis = (sigma_min, sigma_max)
+    results = [draw_log_sigma(spec, component_from_spec("noise_sampling", spec), sched,
+                              n=draws, seed=seed, sigma_range=axis)
+               for spec in (names or default_registry().names("noise_sampling"))]
+    save_png(draw_histograms(results, title=f"{draws:,} draws each, schedule = {schedule}",
+                             sigma_range=axis), output)
+    if csv_path is not None:
+        write_csv(results, csv_path, axis)
     typer.echo(f"{len(results)} distributions -> {output}" + (f", {csv_path}" if csv_path else ""))

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import fail
 from difftk.cli.plot import plot_app
-from difftk.errors import DifftkError
 
 
 @plot_app.command("schedules")
@@ -25,19 +23,16 @@ def plot_schedules(
         help="Also draw each t-space schedule with zero terminal SNR (dashed).")] = True,
 ):
     """Draw logSNR and alpha against t / T for each schedule, with and without zero terminal SNR."""
-    try:
-        from difftk.analysis.schedule_figures import draw_schedules, schedule_curves, write_csv
-        from difftk.eval.figures import save_png
-        from difftk.recipe import component_from_spec
-        from difftk.registry import default_registry
+    from difftk.analysis.schedule_figures import draw_schedules, schedule_curves, write_csv
+    from difftk.eval.figures import save_png
+    from difftk.recipe import component_from_spec
+    from difftk.registry import default_registry
 
-        specs = names or default_registry().names("schedules")
-        curves = []
-        for spec in specs:
-            curves += schedule_curves(spec, component_from_spec("schedule", spec), zero_terminal)
-        save_png(draw_schedules(curves), output)
-        if csv_path is not None:
-            write_csv(curves, csv_path)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    specs = names or default_registry().names("schedules")
+    curves = []
+    for spec in specs:
+        curves += schedule_curves(spec, component_from_spec("schedule", spec), zero_terminal)
+    save_png(draw_schedules(curves), output)
+    if csv_path is not None:
+        write_csv(curves, csv_path)
     typer.echo(f"{len(specs)} schedules -> {output}" + (f", {csv_path}" if csv_path else ""))

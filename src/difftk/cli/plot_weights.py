@@ -1,4 +1,4 @@
-"""difftk plot weights: w against logSNR and the weight each choice puts on the x0-MSE."""
+"""difftk plot weights: w against logSNR and t, and the weight each choice puts on the x0-MSE."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import fail
 from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
@@ -19,8 +18,8 @@ def plot_weights(
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
         "weights.png"),
     csv_path: Annotated[Path | None, typer.Option(
-        "--csv", help="Also write the numbers: name, relative_to, log_snr, w, x0 weight per "
-                      "target.")] = None,
+        "--csv", help="Also write the numbers: name, relative_to, log_snr, t, w, x0 weight "
+                      "per target.")] = None,
     target: Annotated[list[str] | None, typer.Option(
         "--target", help="Targets whose x0-MSE weight to show (repeatable; default x0, eps, "
                          "v).")] = None,
@@ -31,30 +30,34 @@ def plot_weights(
     log_snr_min: Annotated[float, typer.Option(help="Left end of the logSNR axis.")] = -10.0,
     log_snr_max: Annotated[float, typer.Option(help="Right end of the logSNR axis.")] = 10.0,
 ):
-    """Draw w against logSNR for each weighting, and the weight it puts on the x0-MSE per target."""
-    try:
-        from difftk.analysis.weight_figures import draw_weights, weight_curve, write_csv
-        from difftk.eval.figures import save_png
-        from difftk.recipe import component_from_spec
-        from difftk.registry import default_registry
+    """Draw w against logSNR and t for each weighting, and the weight it puts on the x0-MSE per
+    target."""
+    from difftk.analysis.weight_figures import draw_weights, weight_curve, write_csv
+    from difftk.eval.figures import save_png
+    from difftk.recipe import component_from_spec
+    from difftk.registry import default_registry
 
-        if log_snr_min >= log_snr_max:
-            raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
-        registry = default_registry()
-        specs = names or registry.names("weights")
-        sched = component_from_spec("schedule", schedule, registry, {"sigma_data": sigma_data})
-        targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
-                   for t in (target or ["x0", "eps", "v"])}
-        curves = []
-        for spec in specs:
-            weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
-            problems = weighting.check({"schedule": sched})
-            if problems:
-                raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
-            curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))
-        save_png(draw_weights(curves, title=f"schedule = {schedule}"), output)
-        if csv_path is not None:
-            write_csv(curves, csv_path)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    if log_snr_min >= log_snr_max:
+        raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
+    registry = default_registry()
+    specs = names or registry.names("weights")
+    sched = component_from_spec("schedule", schedule, registry, {"sigma_data": sigma_data})
+    targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
+               for t in (target or ["x0", "eps", "v"])}
+    for spec, part in targets.items():
+        problems = part.check({"schedule": sched})
+        if problems:
+            raise DifftkError(f"--target {spec}: {problems[0][1]} (choose one with --schedule)")
+    curves = []
+    for spec in specs:
+        weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
+        problems = weighting.check({"schedule": sched})
+        if problems:
+            raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
+        curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))
+    lo_t, hi_t = sched.time_range()
+    save_png(draw_weights(curves, title=f"schedule = {schedule}",
+                          time_label=f"t ({schedule}, {lo_t:g}..{hi_t:g})"), output)
+    if csv_path is not None:
+        write_csv(curves, csv_path)
     typer.echo(f"{len(curves)} weightings -> {output}" + (f", {csv_path}" if csv_path else ""))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import app
+from difftk.errors import UnknownComponentError
 
 
 @app.command("list-plugins", rich_help_panel="Plugins")
@@ -25,9 +26,8 @@ def list_plugins(
 
         close = difflib.get_close_matches(family, list(BY_NAME), n=1)
         hint = f'; did you mean "{close[0]}"?' if close else ""
-        typer.echo(f'error: no family named "{family}"{hint} (families: '
-                   f"{', '.join(BY_NAME)})", err=True)
-        raise typer.Exit(2)
+        raise UnknownComponentError(f'no family named "{family}"{hint} (families: '
+                                    f"{', '.join(BY_NAME)})")
     registry = default_registry()
     rows = {}
     for fam in FAMILIES:
@@ -49,11 +49,14 @@ def list_plugins(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Text objects, not strings: rich would read "[weight]" or "[0, 1]" as markup and drop it.
     console = Console()
     for fam_name, items in rows.items():
         fam = BY_NAME[fam_name]
-        table = Table(title=f"{fam_name}  [{fam.section}]", title_justify="left", expand=False)
+        table = Table(title=Text(f"{fam_name}  [{fam.section}]"), title_justify="left",
+                      expand=False)
         table.add_column("name", style="bold")
         table.add_column("provider")
         table.add_column("summary", overflow="fold")
@@ -62,7 +65,8 @@ def list_plugins(
             provider = "builtin" if item["builtin"] else f"{item['provider']} {item['version']}"
             params = ", ".join(f"{p['name']}={p['default']!r}" if not p["required"]
                                else f"{p['name']} (required)" for p in item["parameters"])
-            table.add_row(item["name"], provider, item["summary"], params)
+            table.add_row(Text(item["name"]), Text(provider), Text(item["summary"]), Text(params))
         console.print(table)
     for f in failures:
-        console.print(f"[red]failed to load[/red] {f['package']} {f['version']}: {f['error']}")
+        console.print(Text.assemble(("failed to load", "red"),
+                                    f" {f['package']} {f['version']}: {f['error']}"))

@@ -1,13 +1,14 @@
-"""difftk train: run a recipe."""
+"""difftk train: run a recipe (in one process, or one per device under torchrun)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import SetOption, app
 from difftk.errors import DifftkError
 
 
@@ -21,22 +22,27 @@ def train(
         "--resume-or-start", help="Resume when the run has a checkpoint, start it otherwise "
                                   "(one command line for a requeued batch job).")] = False,
     progress: Annotated[bool, typer.Option(
-        help="Show a progress bar on stderr.")] = True,
+        help="Show progress: a bar on stderr when stdout is a terminal, else one line "
+             "(step, loss, images/s, ETA) on stdout every log.every steps.")] = True,
 ):
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
-    try:
-        from difftk.recipe import load_recipe
-        from difftk.train.runtime import make_runtime
-        from difftk.train.session import run_training
+    from difftk.recipe import load_recipe
+    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.train.session import run_training
 
+    runtime = None
+    try:
         if resume and resume_or_start:
             raise DifftkError("give --resume or --resume-or-start, not both")
         r = load_recipe(recipe, set_)
-        t0 = __import__("time").perf_counter()
+        runtime = make_runtime(r.run.device, distributed=True)
+        t0 = time.perf_counter()
         mode = "auto" if resume_or_start else "yes" if resume else "no"
-        trainer, grid = run_training(r, make_runtime(r.run.device), mode, progress)
-        elapsed = __import__("time").perf_counter() - t0
-    except DifftkError as exc:
-        raise fail(exc) from None
-    typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
-               f"samples: {grid}")
+        trainer, grid = run_training(r, runtime, mode, progress)  # locked, SIGTERM-safe
+        elapsed = time.perf_counter() - t0
+    except DifftkError as exc:  # under torchrun the sentence names the failing rank
+        raise announce_failure(exc, runtime) from None
+    runtime.close()
+    if runtime.is_main:
+        typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
+                   f"samples: {grid}")

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
-from difftk.errors import DifftkError
+from difftk.cli.app import SetOption, app
 
 
 @app.command(rich_help_panel="Inspection")
@@ -18,10 +17,7 @@ def validate(
     set_: SetOption = None,
 ):
     """Print the fully resolved recipe (every default filled in), or each error with its path."""
-    try:
-        from difftk.recipe import load_recipe
+    from difftk.recipe import load_recipe
 
-        r = load_recipe(recipe, set_)
-    except DifftkError as exc:
-        raise fail(exc) from None
+    r = load_recipe(recipe, set_)
     sys.stdout.write(r.to_toml())

@@ -5,6 +5,10 @@ an epoch is dropped); the flips of batch k come from their own seeded draw. A st
 state is therefore just the number of batches drawn: a resumed run draws exactly the
 batches, and the flips, the interrupted one would have, whichever pipeline draws them.
 
+The plan is global: under torchrun every process draws the same batch k and keeps its own
+contiguous slice of it (``part`` of ``parts``), so the items a run sees do not depend on
+how many processes ran it, and a checkpoint resumes exactly on any number of them.
+
 Two pipelines share that plan:
 - ``BatchStream``: the whole training set is one tensor on the training device and a
   batch is one index gather (no per-sample Python);
@@ -28,7 +32,7 @@ from difftk.data.dataset import DataBundle
 DEVICE_SHARE = 0.25
 
 
-def _seed(*words: int) -> int:
+def mix_seed(*words: int) -> int:
     """A well-mixed 63-bit seed from integers (numpy's SeedSequence hashing)."""
     return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -44,7 +48,7 @@ class BatchPlan:
 
     def permutation(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(_seed(self.seed, 0, epoch))
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, 0, epoch))
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
         return self._perm
 
@@ -57,34 +61,42 @@ class BatchPlan:
         """A [B] bool mask of the items flipped left-right, each with probability 1/2."""
         if not self.hflip:
             return None
-        gen = torch.Generator().manual_seed(_seed(self.seed, 1, k))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, 1, k))
         return torch.rand(self.batch_size, generator=gen) < 0.5
 
 
-def gather(data: Tensor, labels: Tensor | None, plan: BatchPlan, k: int
-           ) -> tuple[Tensor, Tensor | None]:
-    """Batch k of (data, labels), flipped where the plan says, on data's device."""
-    idx = plan.indices(k).to(data.device)
+def gather(data: Tensor, labels: Tensor | None, plan: BatchPlan, k: int,
+           part: slice = slice(None)) -> tuple[Tensor, Tensor | None]:
+    """The ``part`` of batch k of (data, labels), flipped where the plan says, on data's device."""
+    idx = plan.indices(k)[part].to(data.device)
     x = data[idx]
     mask = plan.flips(k)
     if mask is not None:
-        mask = mask.to(data.device).view(-1, *[1] * (x.dim() - 1))
+        mask = mask[part].to(data.device).view(-1, *[1] * (x.dim() - 1))
         x = torch.where(mask, x.flip(-1), x)
     return x, labels[idx] if labels is not None else None
 
 
+def rank_slice(batch_size: int, part: int, parts: int) -> slice:
+    """The contiguous items of a global batch that process ``part`` of ``parts`` trains on."""
+    size = batch_size // parts
+    return slice(part * size, (part + 1) * size)
+
+
 class BatchStream:
-    """The training set as one tensor; batch k is one index gather on its device."""
+    """The training set as one tensor; this process's slice of batch k is one index gather
+    on its device. ``batch_size`` is the global batch."""
 
     def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
-                 hflip: bool = False):
+                 hflip: bool = False, part: int = 0, parts: int = 1):
         self.data, self.labels = data, labels
         self.plan = BatchPlan(data.shape[0], batch_size, seed, hflip)
         self.batch_size = self.plan.batch_size
+        self.part = rank_slice(self.batch_size, part, parts)
         self.drawn = 0
 
     def next(self) -> tuple[Tensor, Tensor | None]:
-        batch = gather(self.data, self.labels, self.plan, self.drawn)
+        batch = gather(self.data, self.labels, self.plan, self.drawn, self.part)
         self.drawn += 1
         return batch
 
@@ -101,11 +113,11 @@ class BatchStream:
 class _PlannedBatches(TorchDataset):
     """Map-style dataset whose item k is batch k (a worker gathers it whole)."""
 
-    def __init__(self, data: Tensor, labels: Tensor | None, plan: BatchPlan):
-        self.data, self.labels, self.plan = data, labels, plan
+    def __init__(self, data: Tensor, labels: Tensor | None, plan: BatchPlan, part: slice):
+        self.data, self.labels, self.plan, self.part = data, labels, plan, part
 
     def __getitem__(self, k: int):
-        return gather(self.data, self.labels, self.plan, k)
+        return gather(self.data, self.labels, self.plan, k, self.part)
 
 
 class LoaderStream(BatchStream):
@@ -113,15 +125,16 @@ class LoaderStream(BatchStream):
     pinned memory and copied to the device without blocking."""
 
     def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
-                 device: torch.device, hflip: bool = False, workers: int = 2):
+                 device: torch.device, hflip: bool = False, workers: int = 2, part: int = 0,
+                 parts: int = 1):
         super().__init__(data.cpu(), labels.cpu() if labels is not None else None, batch_size,
-                         seed, hflip)
+                         seed, hflip, part, parts)
         self.device, self.workers = torch.device(device), workers
         self._iter = None
 
     def _start(self):
         loader = DataLoader(
-            _PlannedBatches(self.data, self.labels, self.plan), batch_size=None,
+            _PlannedBatches(self.data, self.labels, self.plan, self.part), batch_size=None,
             sampler=itertools.count(self.drawn), num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None)
@@ -159,12 +172,13 @@ def use_loader(bundle: DataBundle, device: torch.device) -> bool:
     return bundle.train.element_size() * bundle.train.nelement() > DEVICE_SHARE * free
 
 
-def batch_stream(bundle: DataBundle, batch_size: int, seed: int, device: torch.device
-                 ) -> BatchStream:
-    """The training batches of a bundle on a device, through the pipeline that suits it."""
+def batch_stream(bundle: DataBundle, batch_size: int, seed: int, device: torch.device,
+                 part: int = 0, parts: int = 1) -> BatchStream:
+    """This process's slices of the training batches of a bundle on a device, through the
+    pipeline that suits it."""
     labels = bundle.train_labels
     if use_loader(bundle, device):
         return LoaderStream(bundle.train, labels, batch_size, seed, device, bundle.hflip,
-                            bundle.workers)
+                            bundle.workers, part, parts)
     return BatchStream(bundle.train.to(device), labels.to(device) if labels is not None else None,
-                       batch_size, seed, bundle.hflip)
+                       batch_size, seed, bundle.hflip, part, parts)

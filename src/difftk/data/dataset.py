@@ -11,10 +11,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor
 
 from difftk.component import Component
 from difftk.data.stats import DataStats, data_statistics
+from difftk.errors import DataError
 
 
 @dataclass
@@ -29,6 +31,13 @@ class DataBundle:
     hflip: bool = False  # flip half of each batch left-right (seeded, see data/batches.py)
     pipeline: Literal["auto", "memory", "loader"] = "auto"
     workers: int = 2  # DataLoader workers when the loader pipeline is used
+    source: str = ""  # the file or folder the data came from, for messages
+
+    def __post_init__(self):
+        # Every data set, a plugin's too, is checked here: an empty split or a NaN would
+        # otherwise surface far away (a shape error in the network, a NaN-guard stop).
+        for split, x in (("training", self.train), ("held-out", self.heldout)):
+            refuse_unusable(x, f"{self.source or 'the data set'}: the {split} split")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -44,6 +53,25 @@ class DataBundle:
         """The training set's standard deviation over all values, which EDM preconditioning
         needs (Karras et al. 2022, seed 001 §8.1: sigma_data = std of the data)."""
         return self.stats.std
+
+
+def refuse_unusable(x: Tensor, where: str, chunk: int = 4096) -> None:
+    """A DataError unless x [N, ...] holds at least one item of at least one value, all finite."""
+    if x.dim() < 2 or 0 in x.shape:
+        raise DataError(f"{where} has shape {list(x.shape)}: no values to train on")
+    if not x.is_floating_point():
+        return
+    nan = inf = items = 0
+    for start in range(0, x.shape[0], chunk):  # chunks: no mask the size of the data set
+        part = x[start:start + chunk]
+        bad = ~torch.isfinite(part)
+        if bool(bad.any()):
+            nan += int(torch.isnan(part).sum())
+            inf += int(torch.isinf(part).sum())
+            items += int(bad.flatten(1).any(1).sum())
+    if nan or inf:
+        raise DataError(f"{where} holds {nan} NaN and {inf} infinite values (in {items} of "
+                        f"{x.shape[0]} items); remove or replace them before training")
 
 
 class Dataset(Component):

@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 
 from difftk.data.dataset import DataBundle, Dataset
+from difftk.data.split import heldout_split
 from difftk.errors import DataError
 
 
@@ -72,7 +73,7 @@ class ImageDataset(Dataset):
                ) -> DataBundle:
         """Split, limit and scale decoded pixels into a DataBundle."""
         images, labels = train.images, train.labels
-        if images.ndim != 4 or images.shape[0] == 0:
+        if images.ndim != 4 or 0 in images.shape:
             raise DataError(f"{train.source}: holds an array of shape {images.shape}, "
                             f"not images [N, C, H, W]")
         if self.heldout is None and test is not None:
@@ -81,13 +82,8 @@ class ImageDataset(Dataset):
                 raise DataError(f"{test.source}: images of shape {held_images.shape[1:]} do "
                                 f"not match the training images {images.shape[1:]}")
         else:
-            n = images.shape[0]
-            held = self.heldout if self.heldout is not None else max(1, n // 10)
-            if held >= n:
-                raise DataError(f"{train.source}: cannot hold out {held} of {n} images; "
-                                f"set data.heldout below {n}")
-            perm = np.random.default_rng(self.split_seed).permutation(n)
-            keep, out = np.sort(perm[held:]), np.sort(perm[:held])
+            keep, out = heldout_split(images.shape[0], self.heldout, self.split_seed,
+                                      train.source)
             held_images = images[out]
             held_labels = labels[out] if labels is not None else None
             images = images[keep]
@@ -103,7 +99,7 @@ class ImageDataset(Dataset):
             num_classes = 1 + max(int(t.max()) for t in (y, y_held) if t is not None) \
                 if y is not None else 0
         return DataBundle(
-            train=self._scale(images, white, source),
+            source=source, train=self._scale(images, white, source),
             heldout=self._scale(held_images, white, source),
             train_labels=y, heldout_labels=y_held if y is not None else None,
             num_classes=num_classes if y is not None else 0, kind="image",

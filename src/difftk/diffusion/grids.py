@@ -66,22 +66,35 @@ def log_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     return torch.cat([log.exp(), torch.zeros(1, dtype=torch.float64)])
 
 
+def _round_half_even(num: int, den: int) -> int:
+    """num / den rounded to the nearest integer, ties to even (numpy's and Python's round),
+    in exact integer arithmetic."""
+    q, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q
+
+
 def table_timesteps(spacing: str, T: int, n: int) -> Tensor:
     """n integer steps in 1..T, decreasing, by a diffusers ``timestep_spacing`` (float64).
 
-    linspace: round(linspace(1, T, n)); leading: 1 + k floor(T / n), k < n (diffusers'
-    default, steps_offset 0); trailing: round(T - k T / n), k < n (starts at T).
+    In diffusers' 0-based index i = t - 1 (DDPMScheduler / DDIMScheduler ``set_timesteps``):
+    linspace: i = round(k (T - 1) / (n - 1)), also improved-diffusion's ``space_timesteps``
+    with one section; leading: i = k floor(T / n) (steps_offset 0); trailing:
+    i = round(T - k T / n) - 1, which starts at t = T. The references round floats half to
+    even; here the same rule runs on exact fractions, so a .5 tie is a tie (in floats,
+    k (T - 1) / (n - 1) or T - k T / n may land either side of it).
     """
     n = min(n, T)
     if spacing == "linspace":
-        t = torch.linspace(1, T, n, dtype=torch.float64).round()
+        index = [0] if n == 1 else [_round_half_even(k * (T - 1), n - 1) for k in range(n)]
     elif spacing == "leading":
-        t = 1 + torch.arange(n, dtype=torch.float64) * (T // n)
+        index = [k * (T // n) for k in range(n)]
     elif spacing == "trailing":
-        t = torch.round(torch.arange(T, 0, -T / n, dtype=torch.float64))[:n]
+        index = [_round_half_even((n - k) * T, n) - 1 for k in range(n)]
     else:
         raise ValueError(f"unknown spacing {spacing!r}")
-    return torch.unique(t).flip(0)
+    return torch.tensor(sorted(set(index), reverse=True), dtype=torch.float64) + 1
 
 
 def _from_times(schedule, t: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

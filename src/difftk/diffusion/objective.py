@@ -27,14 +27,16 @@ class Objective:
         self.target = self.target.bind(self.schedule)  # targets may read the schedule's table
 
     def __call__(self, denoiser, x0: Tensor, labels: Tensor | None,
-                 generator: torch.Generator, levels: Levels | None = None
-                 ) -> tuple[Tensor, Levels]:
-        """Per-sample losses [B] (fp32) and the levels drawn."""
+                 generator: torch.Generator, levels: Levels | None = None,
+                 eps: Tensor | None = None) -> tuple[Tensor, Levels]:
+        """Per-sample losses [B] (fp32) and the levels drawn (levels and noise not given are
+        drawn from ``generator``)."""
         n = x0.shape[0]
         if levels is None:
             levels = self.noise_sampling.sample(n, self.schedule, generator, x0.device)
         levels = levels.to(x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if eps is None:
+            eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = broadcast(levels.alpha, x0) * x0 + broadcast(levels.sigma, x0) * eps
         prediction = denoiser(x_t, levels, labels)
         weight = self.weighting.on_target(levels, self.target, self.schedule)

@@ -35,7 +35,7 @@ class Sampler(Component):
     family: ClassVar[str] = "samplers"
     requires_table: ClassVar[bool] = False
 
-    steps: int = Field(18, ge=1, description="number of noisy levels the sampler visits")
+    steps: int = Field(18, ge=1, le=100_000, description="number of noisy levels the sampler visits")
     grid: GridKind = Field("karras", description="step grid: karras, uniform_t, log_sigma, or "
                            "a table spacing linspace / leading / trailing")
     sigma_min: float = Field(0.002, gt=0, description="smallest nonzero EDM sigma "

@@ -104,11 +104,12 @@ class DiscreteSchedule(Schedule):
 
     has_table: ClassVar[bool] = True
 
-    T: int = Field(1000, ge=2, description="number of diffusion steps the beta range is set for")
+    T: int = Field(1000, ge=2, le=100_000, description="number of diffusion steps the beta range "
+                   "is set for (at most 100,000: the table of T levels is built on validation)")
     zero_terminal_snr: bool = Field(
         False, description="rescale so alpha_bar_T = 0 exactly (Lin et al. 2024)")
     rescale_to_T: int = Field(
-        0, ge=0, description="use this many steps, beta range scaled by T / rescale_to_T "
+        0, ge=0, le=100_000, description="use this many steps, beta range scaled by T / rescale_to_T "
                              "(seed 003 eq. 1.25); 0 keeps T")
 
     def base_betas(self, T: int, scale: float) -> Tensor:

@@ -88,14 +88,22 @@ def kernel_distance(a, b, subsets: int = 100, subset_size: int = 1000,
     return float(np.mean(values)), float(np.std(values))
 
 
-def sample_metrics(samples: Tensor, reference: Tensor, kind: str) -> dict[str, float]:
+def sample_metrics(samples: Tensor, reference: Tensor, kind: str,
+                   features: dict | None = None) -> dict[str, float]:
     """Every metric that fits the data: pixel FID and KID for images; Frechet, kernel,
-    energy and sliced Wasserstein distances for vectors (2-D toys)."""
+    energy and sliced Wasserstein distances for vectors (2-D toys). ``features`` (name ->
+    images-to-features function, eval/features.py) adds FID and KID on learned features."""
     samples, reference = samples.detach().cpu().float(), reference.detach().cpu().float()
     if kind == "image":
-        return {"pixel_fid": pixel_fid(samples, reference),
-                "pixel_kid": kernel_distance(to_unit_range(samples),
-                                             to_unit_range(reference))[0]}
+        out = {"pixel_fid": pixel_fid(samples, reference),
+               "pixel_kid": kernel_distance(to_unit_range(samples), to_unit_range(reference))[0]}
+        for name, extract in (features or {}).items():
+            from difftk.eval.frechet_samples import frechet_distance_of_samples
+
+            fa, fb = extract(samples), extract(reference)
+            out[f"{name}_fid"] = frechet_distance_of_samples(fa, fb)
+            out[f"{name}_kid"] = kernel_distance(fa, fb)[0]
+        return out
     return {"frechet_distance": frechet_distance(samples, reference),
             "kernel_distance": kernel_distance(samples, reference)[0],
             # pairwise distances: at most ENERGY_POINTS of each sample keeps memory small

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from difftk.hookspecs import hookimpl
-from difftk.train.clipping import Clipping, global_grad_norm, module_groups
+from difftk.optim.clipping import Clipping, global_grad_norm, module_groups
 
 
 def _with_grad(params) -> list[torch.nn.Parameter]:

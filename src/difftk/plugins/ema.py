@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from difftk.hookspecs import hookimpl
-from difftk.train.ema import Ema
-
-# sigma_rel of the power profile tends to sqrt(1/12) = 0.2887 as gamma -> 0 (EDM2 eq. 123).
-SIGMA_REL_MAX = float(np.sqrt(1 / 12))
+from difftk.optim.ema import Ema
+from difftk.optim.power_ema import SIGMA_REL_MAX, power_beta, sigma_rel_to_gamma
 
 
 class FixedEma(Ema):
@@ -51,30 +48,6 @@ class WarmupEma(Ema):
         s = max(step - 1, 0)
         value = 1.0 - (1.0 + s / self.inv_gamma) ** -self.power
         return min(max(value, self.min_decay), self.max_decay)
-
-
-@functools.cache
-def sigma_rel_to_gamma(sigma_rel: float) -> float:
-    """The power-profile exponent with relative width sigma_rel (EDM2 eq. 126, algorithm 2).
-
-    The largest real root of gamma^3 + 7 gamma^2 + (16 - s^-2) gamma + (12 - s^-2) = 0.
-    """
-    t = float(sigma_rel) ** -2
-    return float(np.roots([1.0, 7.0, 16.0 - t, 12.0 - t]).real.max())
-
-
-def gamma_to_sigma_rel(gamma: float) -> float:
-    """sigma_rel = sqrt((gamma + 1) / ((gamma + 2)^2 (gamma + 3))) (EDM2 eq. 123)."""
-    return float(np.sqrt((gamma + 1) / (gamma + 2) ** 2 / (gamma + 3)))
-
-
-def power_beta(gamma: float, step: int) -> float:
-    """beta_t = (1 - 1/t)^(gamma + 1) (EDM2 eq. 127 with t counted in optimizer steps).
-
-    EDM2 counts t in images with delta = batch size; with a constant batch the ratio
-    delta / t is 1 / step. The first step gives beta = 0: the EMA starts at the weights.
-    """
-    return (1.0 - 1.0 / step) ** (gamma + 1.0)
 
 
 class PowerEma(Ema):

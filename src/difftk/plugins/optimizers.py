@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from pydantic import Field
 
 from difftk.hookspecs import hookimpl
-from difftk.train.optimizer import Optimizer
+from difftk.optim.optimizer import Optimizer
+
+# A moment decay rate: torch refuses values outside [0, 1) only once training starts.
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015), EDM's optimizer: lr 1e-3 tuned there for sum reduction."""
 
     name = "adam"
-    betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="denominator epsilon")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient")
 
@@ -27,7 +32,7 @@ class AdamW(Optimizer):
 
     name = "adamw"
     lr: float = Field(1e-4, gt=0, description="peak learning rate")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="denominator epsilon")
     weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay")
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from difftk.errors import DifftkError
 from difftk.hookspecs import hookimpl
-from difftk.train.precision import Precision
+from difftk.optim.precision import Precision
 
 
 def bf16_is_native(device: torch.device) -> bool:

@@ -103,7 +103,7 @@ class _EDMCoordinates(Sampler):
 class _EDMSampler(_EDMCoordinates):
     S_churn: float = Field(0.0, ge=0, description="total stochasticity added")
     S_tmin: float = Field(0.0, ge=0, description="churn only for sigma >= S_tmin")
-    S_tmax: float = Field(math.inf, ge=0, description="churn only for sigma <= S_tmax")
+    S_tmax: float = Field(math.inf, ge=0, allow_inf_nan=True, description="churn only for sigma <= S_tmax")
     S_noise: float = Field(1.0, gt=0, description="scale of the churn noise")
 
     heun: ClassVar[bool] = True
@@ -220,7 +220,7 @@ class DPMpp2M(Sampler):
     """DPM-Solver++(2M): multistep 2nd-order solver in log-SNR (Lu et al. 2022, Alg. 2)."""
 
     name = "dpmpp_2m"
-    steps: int = Field(20, ge=1, description="number of noisy levels N (NFE = N)")
+    steps: int = Field(20, ge=1, le=100_000, description="number of noisy levels N (NFE = N)")
 
     def solve(self, model, noise, grid, generator):
         x = dpmpp_2m_sample(model, noise.to(torch.float64) * grid.sigma[0], grid)
@@ -231,7 +231,7 @@ class DDIM(Sampler):
     """DDIM with eta in [0, 1] (Song et al. 2021): deterministic at 0, ancestral DDPM at 1."""
 
     name = "ddim"
-    steps: int = Field(50, ge=1, description="number of noisy levels (NFE)")
+    steps: int = Field(50, ge=1, le=100_000, description="number of noisy levels (NFE)")
     grid: GridKind = Field("linspace", description="step grid (see grids.py)")
     eta: float = Field(0.0, ge=0, le=1, description="share of the posterior noise injected")
     clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
@@ -248,7 +248,7 @@ class DDPM(Sampler):
 
     name = "ddpm"
     requires_table = True
-    steps: int = Field(0, ge=0, description="number of steps; 0 uses all T")
+    steps: int = Field(0, ge=0, le=100_000, description="number of steps; 0 uses all T")
     grid: GridKind = Field("linspace", description="step grid (see grids.py)")
     clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from difftk import __version__
 from difftk.errors import DifftkError
+from difftk.families import BY_NAME
+from difftk.scaffold.components import COMPONENTS
 from difftk.scaffold.templates import TEMPLATES
 
 
@@ -56,9 +58,11 @@ def scaffold_plugin(name: str, family: str, dest: Path) -> Path:
     root = Path(dest) / names.distribution
     if root.exists():
         raise DifftkError(f"{root} already exists; choose another name or directory")
+    what = COMPONENTS[family][0] if family in COMPONENTS else "a loss weighting"
     values = {"distribution": names.distribution, "package": names.package,
               "component": names.component, "class_name": names.class_name,
-              "difftk_version": __version__}
+              "family": family, "section": BY_NAME[family].section,
+              "what_cap": what[0].upper() + what[1:], "difftk_version": __version__}
     for relative, text in TEMPLATES[family].items():
         path = root / relative.format(**values)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,14 @@
 """The files ``difftk new-plugin`` writes, per family: relative path -> text.
 
-Both are ``str.format`` templates over distribution, package, component, class_name and
-difftk_version (so literal braces are doubled).
+Both are ``str.format`` templates over distribution, package, component, class_name,
+family, what ("a loss weighting") and difftk_version (so literal braces are doubled).
+Weightings have their own README and a formula test; every other family shares the
+README and test below around its component (components.py).
 """
 
 from __future__ import annotations
+
+from difftk.scaffold.components import COMPONENTS, module_template
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -13,7 +17,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{distribution}"
 version = "0.1.0"
-description = "A loss weighting for difftk."
+description = "{what_cap} for difftk."
 readme = "README.md"
 requires-python = ">=3.11"
 dependencies = ["difftk>={difftk_version}"]
@@ -83,6 +87,7 @@ def register_weights(register):
 
 WEIGHTS_TEST = '''"""{distribution}: difftk's contract checks, the formula, the entry point."""
 
+import importlib.metadata
 import math
 
 import pytest
@@ -98,15 +103,70 @@ def test_difftk_contract(component, check):
     check(component)
 
 
+def _installed() -> bool:
+    try:
+        importlib.metadata.distribution("{distribution}")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("snr", [1e-4, 1e-2, 1.0, 1e2, 1e4])
 def test_formula(snr):
     w = {class_name}(bias=1.0)(torch.tensor([snr], dtype=torch.float64))
     assert float(w) == pytest.approx(1.0 / (1.0 + math.exp(math.log(snr) - 1.0)), rel=1e-12)
 
 
+@pytest.mark.skipif(not _installed(), reason="the entry point exists once installed (pip install -e .)")
 def test_found_through_its_entry_point(monkeypatch):
     monkeypatch.delenv("DIFFTK_LOAD_PLUGINS", raising=False)
     entry = build_registry().get("weights", "{component}")
+    assert entry.provider.package == "{distribution}" and not entry.provider.builtin
+'''
+
+GENERIC_README = '''# {distribution}
+
+{what_cap} for difftk, shipped as its own package: `{class_name}` in
+`{package}/__init__.py`, a working example to replace with yours. Keep the docstring's
+first line short (it is what `difftk list-plugins` shows) and give every parameter a
+description.
+
+    pip install -e .                              # or: pip install --no-deps --no-build-isolation .
+    difftk list-plugins --family {family}         # shows {component}, provider {distribution}
+    difftk train RECIPE.toml --set {section}.name={component}
+
+Tests: `pytest tests` runs difftk's contract checks for the family (difftk.testing) and,
+once the package is installed, finds the component through its entry point.
+'''
+
+GENERIC_TEST = '''"""{distribution}: difftk's contract checks and the entry point."""
+
+import importlib.metadata
+
+import pytest
+
+from difftk.registry import build_registry
+from difftk.testing import parametrize_with_checks
+from {package} import {class_name}
+
+
+@parametrize_with_checks([{class_name}()])
+def test_difftk_contract(component, check):
+    check(component)
+
+
+def _installed() -> bool:
+    try:
+        importlib.metadata.distribution("{distribution}")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _installed(), reason="the entry point exists once installed (pip install -e .)")
+def test_found_through_its_entry_point(monkeypatch):
+    monkeypatch.delenv("DIFFTK_LOAD_PLUGINS", raising=False)
+    entry = build_registry().get("{family}", "{component}")
     assert entry.provider.package == "{distribution}" and not entry.provider.builtin
 '''
 
@@ -117,4 +177,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "{package}/__init__.py": WEIGHTS_MODULE,
         "tests/test_{component}.py": WEIGHTS_TEST,
     },
+    **{family: {"pyproject.toml": PYPROJECT, "README.md": GENERIC_README,
+                "{package}/__init__.py": module_template(family),
+                "tests/test_{component}.py": GENERIC_TEST} for family in COMPONENTS},
 }

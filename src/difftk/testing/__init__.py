@@ -13,6 +13,9 @@ component breaks the contract (a weighting must be finite and non-negative over 
 SNR range, a schedule's SNR must fall monotonically, a sampler must map a fixed noise to a
 fixed sample, ...). ``check_component`` runs them all at once. difftk runs the same checks
 over every built-in component (tests/test_contracts.py).
+
+``difftk.testing.denoisers`` holds denoisers whose answer is known in closed form (a Gaussian,
+a 2-D Gaussian mixture), to test a sampler or a target without training a network.
 """
 
 from difftk.testing.runner import (

@@ -7,39 +7,9 @@ For data x0 ~ N(mu, s^2 I) the ideal denoiser is E[x0 | x_t] = mu + s^2 alpha / 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from difftk.testing.denoisers import MU, STD, gaussian_denoiser
 from difftk.testing.runner import partners
-
-MU, STD = 0.5, 0.3
-
-
-class GaussianIdealNet(nn.Module):
-    """The exact E[x0 | x_t] for data N(mu, s^2 I), reading the noise level back from the
-    time input through the schedule (table time t, or EDM's c_noise = ln(sigma) / 4)."""
-
-    def __init__(self, schedule, mu: float = MU, s: float = STD):
-        super().__init__()
-        self.schedule, self.mu, self.s = schedule, mu, s
-
-    def forward(self, x, time, labels=None):
-        if self.schedule.has_table:
-            levels = self.schedule.levels_at(time.double())
-        else:
-            levels = self.schedule.levels_from_sigma_edm(torch.exp(4 * time.double()))
-        shape = (-1, *[1] * (x.dim() - 1))
-        a, sg = levels.alpha.double().view(shape), levels.sigma.double().view(shape)
-        gain = self.s**2 * a / (a**2 * self.s**2 + sg**2)
-        return (self.mu + gain * (x.double() - a * self.mu)).float()
-
-
-def gaussian_denoiser(schedule, mu: float = MU, s: float = STD):
-    """A Denoiser (x0 target, posterior variance) around the ideal network for N(mu, s^2)."""
-    from difftk.diffusion.denoiser import Denoiser
-    from difftk.plugins.targets import X0
-    from difftk.plugins.variance import FixedSmall
-
-    return Denoiser(GaussianIdealNet(schedule, mu, s), schedule, X0(), FixedSmall())
 
 
 def _usable(sampler) -> list:

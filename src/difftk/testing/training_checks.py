@@ -50,7 +50,7 @@ def check_architecture_maps_data_shape(arch) -> None:
 # ---------------------------------------------------------------- losses
 def _loss_inputs(loss, schedule, exact: bool):
     from difftk.diffusion.loss import LossInputs
-    from difftk.testing.generation_checks import gaussian_denoiser
+    from difftk.testing.denoisers import gaussian_denoiser
 
     g = torch.Generator().manual_seed(0)
     levels = schedule.sample_uniform_t(6, g, "cpu", discrete=True)

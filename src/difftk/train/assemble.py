@@ -1,4 +1,9 @@
-"""From a validated recipe to the objects a run uses: data, denoiser, objective, sampler."""
+"""From a recipe to the denoiser it describes: for a new run, or rebuilt from a checkpoint.
+
+``assemble`` builds the network and binds the recipe's parts around it; ``restore`` does
+the same from a checkpoint's recorded recipe and data shape and loads its weights (for
+sampling and evaluation).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import torch
 from difftk.data.dataset import DataBundle
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
-from difftk.errors import DataError
+from difftk.errors import CheckpointError, DataError
 from difftk.nn.architecture import DataSpec
-from difftk.recipe import Recipe
+from difftk.recipe import Recipe, recipe_from_text
+from difftk.train.checkpoint import load_intact, require_finite
 
 
 def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
@@ -20,6 +26,10 @@ def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
     for section, part in recipe.parts.items():
         if getattr(part, "sigma_data", None) == "data":
             updates[section] = part.model_copy(update={"sigma_data": round(sigma_data, 5)})
+    if updates and not round(sigma_data, 5) > 0:  # constant data: every 1/sigma_data is inf
+        raise DataError(f'{", ".join(updates)}: sigma_data = "data" needs data that varies, and '
+                        f"the training data's standard deviation is {sigma_data:.3g}; set "
+                        "sigma_data to a number")
     return recipe.with_parts(**updates) if updates else recipe
 
 
@@ -53,3 +63,29 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
     objective = Objective(p["schedule"], p["target"], p["weight"], p["noise_sampling"], p["loss"])
     return Assembly(recipe, spec, denoiser, objective)
+
+
+@dataclass
+class Restored:
+    recipe: Recipe
+    denoiser: torch.nn.Module
+    spec: DataSpec
+    kind: str
+    step: int
+
+
+def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
+    """The trained denoiser of a checkpoint directory (its EMA weights by default), in eval mode."""
+    group = "ema" if use_ema else "model"
+    ck = load_intact(path, groups=(group,))  # no optimizer needed; damaged ones are skipped
+    require_finite(ck, group)
+    recipe = recipe_from_text(ck.recipe_toml, source=str(ck.path / "recipe.toml"))
+    s = ck.state["spec"]
+    spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
+    asm = assemble(recipe, spec, device)
+    try:
+        asm.denoiser.load_state_dict(ck.tensors[group])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ck.path}: weights do not fit the recorded model ({exc})") from None
+    asm.denoiser.eval()
+    return Restored(recipe, asm.denoiser, spec, ck.state.get("kind", "image"), ck.step)

@@ -48,8 +48,8 @@ from difftk.errors import CheckpointError, TrainingDivergedError
 FILES = ("model", "ema", "optimizer", "rng")
 # What sampling and evaluation need: no optimizer, no random streams.
 WEIGHTS_ONLY = ("model", "ema")
-# The random streams a resumed run restores (Trainer._rng_tensors); torch_cuda is optional.
-RNG_STREAMS = ("noise", "torch_cpu", "batches.drawn")
+# The random streams a resumed run restores (RunState._rng_tensors); torch_cuda is optional.
+RNG_STREAMS = ("torch_cpu", "batches.drawn")
 # state.json fields that a checkpoint cannot be read without, and their JSON types.
 REQUIRED_STATE = {"step": int, "spec": dict, "files": dict}
 

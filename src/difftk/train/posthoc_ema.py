@@ -9,7 +9,8 @@ dynamics of diffusion models", §3 and appendix C):
   EMA at step t with exponent gamma is the profile p(tau) = (gamma + 1) tau^gamma / t^(gamma+1)
   on [0, t]; with A_ij = <p_i, p_j> and b_i = <p_i, q> for the wanted profile q, the
   coefficients x = A^-1 b (normalised to sum 1) give sum_i x_i theta_i, the stored
-  weights' combination whose profile is closest to q (EDM2 ``solve_posthoc_coefficients``).
+  weights' combination whose profile is closest to q (EDM2 ``solve_posthoc_coefficients``;
+  the mathematics is in ``difftk.optim.power_ema``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from difftk.errors import CheckpointError, DifftkError
+from difftk.optim.power_ema import SIGMA_REL_MAX, sigma_rel_to_gamma, solve_power_coefficients
 
 SNAPSHOTS = "snapshots"
 
@@ -62,29 +64,6 @@ def beta_weights(n: int, beta: float) -> np.ndarray:
     return w / w.sum()
 
 
-def power_inner(a_t, a_gamma, b_t, b_gamma) -> np.ndarray:
-    """<p_a, p_b> of two power profiles ending at a_t, b_t (EDM2 eq. 151, algorithm 3).
-
-    = (ga + 1)(gb + 1) r^e / ((ga + gb + 1) max(a_t, b_t)), r = a_t / b_t,
-    e = gb where a_t < b_t, else -ga. Broadcasts.
-    """
-    a_t, a_gamma, b_t, b_gamma = (np.asarray(v, dtype=np.float64) for v in (a_t, a_gamma, b_t, b_gamma))
-    ratio = a_t / b_t
-    exponent = np.where(a_t < b_t, b_gamma, -a_gamma)
-    return (a_gamma + 1) * (b_gamma + 1) * ratio**exponent / ((a_gamma + b_gamma + 1) * np.maximum(a_t, b_t))
-
-
-def solve_power_coefficients(in_t, in_gamma, out_t: float, out_gamma: float) -> np.ndarray:
-    """Least-squares coefficients of the stored profiles for the profile (out_t, out_gamma)."""
-    in_t = np.asarray(in_t, dtype=np.float64).reshape(-1, 1)
-    in_gamma = np.asarray(in_gamma, dtype=np.float64).reshape(-1, 1)
-    gram = power_inner(in_t, in_gamma, in_t.T, in_gamma.T)
-    rhs = power_inner(in_t[:, 0], in_gamma[:, 0], out_t, out_gamma)
-    # lstsq, not solve: two snapshots of nearly equal profiles make the Gram matrix singular.
-    x = np.linalg.lstsq(gram, rhs, rcond=None)[0]
-    return x / x.sum()
-
-
 def combine(files: list[Path], coefficients: np.ndarray) -> dict[str, torch.Tensor]:
     """sum_i c_i theta_i over floating tensors, accumulated in float64; others from the last."""
     out: dict[str, torch.Tensor] = {}
@@ -117,8 +96,6 @@ def posthoc_beta(run_dir, beta: float) -> tuple[dict[str, torch.Tensor], dict]:
 def posthoc_sigma_rel(run_dir, sigma_rel: float, step: int | None = None
                       ) -> tuple[dict[str, torch.Tensor], dict]:
     """Reconstruct the power EMA of width ``sigma_rel`` at ``step`` (default: the last snapshot)."""
-    from difftk.plugins.ema import SIGMA_REL_MAX, sigma_rel_to_gamma
-
     if not 0 < sigma_rel < SIGMA_REL_MAX:
         raise DifftkError(f"--sigma-rel must lie in (0, {SIGMA_REL_MAX:.4f}), got {sigma_rel}")
     snaps = list_snapshots(run_dir)

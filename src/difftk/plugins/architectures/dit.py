@@ -175,16 +175,17 @@ class DiT(Architecture):
 
     preset: PresetName = Field(
         "none", description="a DiT paper model (Table 1); fields set beside it override it")
-    patch_size: int = Field(2, ge=1, description="side of the square patches")
-    hidden_size: int = Field(384, ge=8, description="token width")
-    depth: int = Field(12, ge=1, description="number of transformer blocks")
-    num_heads: int = Field(6, ge=1, description="attention heads")
+    patch_size: int = Field(2, ge=1, le=256, description="side of the square patches")
+    hidden_size: int = Field(384, ge=8, le=16_384, description="token width")
+    depth: int = Field(12, ge=1, le=1000, description="number of transformer blocks")
+    num_heads: int = Field(6, ge=1, le=1024, description="attention heads")
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / token width")
     position: Literal["rope", "sincos"] = Field(
         "rope", description="2-D rotary embeddings of q, k, or fixed sincos features added")
     rope_base: float = Field(10000.0, gt=1, description="base of the rotary frequencies")
     qk_norm: bool = Field(True, description="RMS-normalise queries and keys per head")
-    frequency_dim: int = Field(256, ge=2, description="size of the sinusoidal noise-level features")
+    frequency_dim: int = Field(256, ge=2, le=65_536,
+                               description="size of the sinusoidal noise-level features")
     attention_fp32: bool = Field(
         True, description="attention scores and softmax in fp32 under autocast")
     checkpoint: bool = Field(False, description="gradient checkpointing per block (less memory)")

@@ -66,11 +66,11 @@ class MLP(Architecture):
     """Residual MLP with a sinusoidal or Gaussian Fourier noise embedding, for vector data."""
 
     name = "mlp"
-    width: int = Field(256, ge=8, description="hidden width")
-    depth: int = Field(3, ge=1, description="number of residual blocks")
+    width: int = Field(256, ge=8, le=65_536, description="hidden width")
+    depth: int = Field(3, ge=1, le=1000, description="number of residual blocks")
     embedding: Literal["sinusoidal", "fourier"] = Field(
         "sinusoidal", description="noise-level features")
-    embed_dim: int = Field(64, ge=2, description="size of the noise-level features")
+    embed_dim: int = Field(64, ge=2, le=65_536, description="size of the noise-level features")
     fourier_scale: float = Field(16.0, gt=0, description="std of the Fourier frequencies")
     checkpoint: bool = Field(False, description="gradient checkpointing per block (less memory)")
 

@@ -17,7 +17,7 @@ mu = rho0 (x - rho1 delta), rho0 = rho1 = 1 at initialisation.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -120,9 +120,10 @@ class ScoreNet(Architecture):
 
     preset: Literal["none", "small", "medium", "large"] = Field(
         "none", description="the seed's widths; fields set beside it override it")
-    channels: list[int] = Field([32, 64, 128, 256], min_length=4, max_length=4,
-                                description="channels of the four levels")
-    embed_dim: int = Field(256, ge=2, description="size of the Fourier time features and embedding")
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        [32, 64, 128, 256], min_length=4, max_length=4, description="channels of the four levels")
+    embed_dim: int = Field(256, ge=2, le=65_536,
+                           description="size of the Fourier time features and embedding")
     group_num: int = Field(4, ge=1, description="GroupNorm groups")
     fourier_scale: float = Field(30.0, gt=0, description="std of the Fourier frequencies W")
     mean_scaling: bool = Field(

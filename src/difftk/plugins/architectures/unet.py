@@ -11,7 +11,7 @@ in fp32 under autocast (seed 001 §12.4).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -225,14 +225,15 @@ class UNet(Architecture):
 
     preset: Literal["none", "ddpm_cifar10", "digits", "fashion_mnist"] = Field(
         "none", description="named layout; fields set beside it override it")
-    channels: int = Field(64, ge=8, description="base channel count")
-    channel_mult: list[int] = Field([1, 2], min_length=1, description="channel multiplier per level")
-    num_res_blocks: int = Field(2, ge=1, description="residual blocks per level")
+    channels: int = Field(64, ge=8, le=4096, description="base channel count")
+    channel_mult: list[Annotated[int, Field(ge=1, le=64)]] = Field(
+        [1, 2], min_length=1, max_length=16, description="channel multiplier per level")
+    num_res_blocks: int = Field(2, ge=1, le=64, description="residual blocks per level")
     attention_resolutions: list[int] = Field(
         [4], description="resolutions (in pixels) with self-attention")
     mid_attention: bool = Field(True, description="self-attention between the middle ResBlocks")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in residual blocks")
-    num_heads: int = Field(4, ge=1, description="attention heads (when num_head_channels is 0)")
+    num_heads: int = Field(4, ge=1, le=1024, description="attention heads (when num_head_channels is 0)")
     num_head_channels: int = Field(
         0, ge=0, description="channels per attention head (ADM: 64); 0 uses num_heads")
     scale_shift: bool = Field(

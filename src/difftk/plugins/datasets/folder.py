@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -63,10 +64,17 @@ def decode_image(path: Path, resolution: int, center_crop: bool, channels: int) 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = img.convert("RGB" if channels == 3 else "L")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = img.convert("RGB" if channels == 3 else "L")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels, which "
+                        "would exhaust memory (a decompression bomb or a damaged header); "
+                        "remove or resize it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as exc:
         raise DataError(f"{path}: is not a readable PNG or JPEG image ({exc})") from None
     if center_crop:
         while min(img.size) >= 2 * resolution:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from difftk.data.dataset import DataBundle
 from difftk.data.images import Decoded, ImageDataset, channels_first
+from difftk.data.split import heldout_split
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 
@@ -34,6 +35,12 @@ def _open(path: Path) -> dict[str, np.ndarray] | np.ndarray:
                 return {k: loaded[k] for k in loaded.files}
         return loaded
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if "pickle" in str(exc):
+            # numpy's own advice here is to enable allow_pickle, which would let a data file
+            # run code: never pass it on.
+            raise DataError(f"{path}: is not a .npy or .npz file of plain arrays (numpy "
+                            "reads it as pickled Python objects, which difftk never "
+                            "loads)") from None
         raise DataError(f"{path}: is not a readable .npy or .npz file of plain arrays "
                         f"({exc})") from None
 
@@ -43,6 +50,8 @@ def _array(path: Path, key: str | None, role: str) -> tuple[np.ndarray, str]:
     content = _open(path)
     if isinstance(content, np.ndarray):
         return content, str(path)
+    if not content:
+        raise DataError(f"{path}: holds no arrays")
     if key is None:
         if len(content) == 1:
             key = next(iter(content))
@@ -131,18 +140,16 @@ class Npz(ImageDataset):
     def _vectors(self, x: np.ndarray, source: str, labels) -> DataBundle:
         """[N, D] arrays: points, not pixels, so no scaling and no flips."""
         n = x.shape[0]
-        held = self.heldout if self.heldout is not None else max(1, n // 10)
-        if held >= n:
-            raise DataError(f"{source}: cannot hold out {held} of {n} rows; set data.heldout "
-                            f"below {n}")
-        perm = np.random.default_rng(self.split_seed).permutation(n)
-        keep, out = np.sort(perm[held:])[: self.limit], np.sort(perm[:held])
+        if 0 in x.shape:
+            raise DataError(f"{source}: holds an array of shape {x.shape}, with no values")
+        keep, out = heldout_split(n, self.heldout, self.split_seed, source, "rows")
+        keep = keep[: self.limit]
         data = torch.from_numpy(x.astype(np.float32))
         y = _flat_labels(labels)
         if y is not None and len(y) != n:
             raise DataError(f"{labels[1]}: holds {len(y)} labels for the {n} rows of {source}")
         y = torch.from_numpy(y.astype(np.int64)) if y is not None else None
-        return DataBundle(train=data[keep], heldout=data[out],
+        return DataBundle(source=source, train=data[keep], heldout=data[out],
                           train_labels=y[keep] if y is not None else None,
                           heldout_labels=y[out] if y is not None else None,
                           num_classes=int(y.max()) + 1 if y is not None else 0, kind="vector",

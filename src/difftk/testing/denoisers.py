@@ -1,4 +1,12 @@
-"""Denoisers whose answer is known in closed form, so samplers can be tested without training."""
+"""Denoisers whose answer is known in closed form, so samplers, guidance and targets can be
+tested without training anything.
+
+For data x0 ~ N(mu, s^2 I) the ideal denoiser is E[x0 | x_t] = mu + s^2 alpha / (alpha^2 s^2
++ sigma^2) (x_t - alpha mu); for a mixture of isotropic Gaussians it is the responsibility-
+weighted sum of the components' answers. Each network reads the noise level back from its
+time input through the schedule (table time t, or EDM's c_noise = ln(sigma_edm) / 4), and the
+``*_denoiser`` helpers wrap it as an x0-predicting Denoiser with the posterior variance.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +14,18 @@ import torch
 from torch import nn
 
 from difftk.diffusion.denoiser import Denoiser
-from difftk.plugins.targets import X0
-from difftk.plugins.variance import FixedSmall
+
+MU, STD = 0.5, 0.3  # the Gaussian the contract checks sample
 
 
-class GaussianIdealNet(nn.Module):
-    """For data N(mu, s^2 I): E[x0 | x_t] = mu + s^2 alpha / (alpha^2 s^2 + sigma^2) (x_t - alpha mu).
+def _x0_denoiser(net: nn.Module, schedule) -> Denoiser:
+    """``net`` as an x0-predicting Denoiser with the posterior (fixed small) variance."""
+    from difftk.registry import default_registry
 
-    It reads the noise level back from the time input through the schedule.
-    """
-
-    def __init__(self, schedule, mu: float, s: float):
-        super().__init__()
-        self.schedule, self.mu, self.s = schedule, mu, s
-
-    def forward(self, x, time, labels=None):
-        a, sg = _levels_from_time(self.schedule, time)
-        a, sg = (v.view(-1, *[1] * (x.dim() - 1)) for v in (a, sg))
-        gain = self.s**2 * a / (a**2 * self.s**2 + sg**2)
-        return (self.mu + gain * (x.double() - a * self.mu)).float()
-
-
-def gaussian_denoiser(schedule, mu=0.5, s=0.3) -> Denoiser:
-    return Denoiser(GaussianIdealNet(schedule, mu, s), schedule, X0(), FixedSmall())
+    registry = default_registry()
+    target = registry.get("targets", "x0").cls()
+    variance = registry.get("variance", "fixed_small").cls()
+    return Denoiser(net, schedule, target, variance)
 
 
 def _levels_from_time(schedule, time):
@@ -42,6 +39,25 @@ def _levels_from_time(schedule, time):
     else:
         levels = schedule.levels_from_sigma_edm(torch.exp(4 * times))
     return levels.alpha.double()[index, None], levels.sigma.double()[index, None]
+
+
+class GaussianIdealNet(nn.Module):
+    """The exact E[x0 | x_t] for data N(mu, s^2 I)."""
+
+    def __init__(self, schedule, mu: float = MU, s: float = STD):
+        super().__init__()
+        self.schedule, self.mu, self.s = schedule, mu, s
+
+    def forward(self, x, time, labels=None):
+        a, sg = _levels_from_time(self.schedule, time)
+        a, sg = (v.view(-1, *[1] * (x.dim() - 1)) for v in (a, sg))
+        gain = self.s**2 * a / (a**2 * self.s**2 + sg**2)
+        return (self.mu + gain * (x.double() - a * self.mu)).float()
+
+
+def gaussian_denoiser(schedule, mu: float = MU, s: float = STD) -> Denoiser:
+    """A Denoiser around the ideal network for N(mu, s^2 I)."""
+    return _x0_denoiser(GaussianIdealNet(schedule, mu, s), schedule)
 
 
 class MixtureIdealNet(nn.Module):
@@ -77,4 +93,5 @@ class MixtureIdealNet(nn.Module):
 
 def mixture_denoiser(schedule, weights=(0.3, 0.7), means=((-1.5, 0.0), (1.5, 0.0)),
                      stds=(0.35, 0.35)) -> Denoiser:
-    return Denoiser(MixtureIdealNet(schedule, weights, means, stds), schedule, X0(), FixedSmall())
+    """A Denoiser around the ideal network for a 2-D Gaussian mixture (class k = component k)."""
+    return _x0_denoiser(MixtureIdealNet(schedule, weights, means, stds), schedule)

@@ -1,0 +1,85 @@
+"""What ``difftk eval`` measures of a trained model: sample metrics against the held-out
+split, the speed of each sampler, and the NLL bound in bits/dim (eval/nll.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from difftk.errors import DifftkError, RecipeError
+from difftk.recipe import Recipe, sampler_with_overrides
+
+
+def cycled_labels(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """n labels repeating ``labels`` (the held-out labels: the class mix of the data)."""
+    if labels is None or labels.numel() == 0:
+        return None
+    return labels.repeat(n // labels.numel() + 1)[:n]
+
+
+def speed_samplers(recipe: Recipe, names: list[str] | None = None, steps: int | None = None,
+                   guidance: float | None = None) -> list:
+    """The named samplers, or every installed one that can run on the recipe's schedule.
+
+    A sampler whose default grid is a table spacing runs on the Karras grid where the
+    schedule has no table; one that needs a table (ddpm) is then left out unless named.
+    """
+    from difftk.registry import default_registry
+
+    chosen = names or default_registry().names("samplers")
+    out = []
+    for name in chosen:
+        for sets in ([], ['sampler.grid="karras"']):
+            try:
+                out.append(sampler_with_overrides(recipe, name, steps, guidance, sets))
+                break
+            except RecipeError:
+                if sets and names:  # a sampler asked for by name must run
+                    raise
+    return out
+
+
+def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int
+               ) -> dict[str, float]:
+    """The variational bound on ``heldout`` (eval/nll.py), for a t-space schedule only."""
+    from difftk.eval.nll import nll_bits_per_dim
+
+    schedule = denoiser.schedule
+    if not getattr(schedule, "has_table", False):
+        raise DifftkError("--nll sums the bound over the steps of a t-space schedule's table, "
+                          f'and the schedule "{schedule.name}" has none')
+    device = next(denoiser.parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
+    return nll_bits_per_dim(denoiser, heldout.to(device), batch_size=batch_size, generator=gen)
+
+
+def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int = 500,
+                      metrics: bool = True, speed: list | None = None,
+                      nll_samples: int = 0, features: dict | None = None) -> dict:
+    """Evaluate ``model`` (a restored checkpoint or weights file: recipe, denoiser, spec,
+    step) with ``sampler``; ``speed``: samplers to time; ``nll_samples``: held-out images
+    the NLL bound scores (0: none); ``features``: learned feature extractors for FID/KID
+    (eval/features.py). A class-conditional model draws the held-out labels."""
+    from difftk.eval.generate import generate, sampler_speed
+    from difftk.eval.metrics import sample_metrics
+
+    device = next(model.denoiser.parameters()).device
+    data = model.recipe.parts["data"].load()
+    if features and data.kind != "image":
+        raise DifftkError(f"FID on learned features needs image data, and this run's data "
+                          f"are {data.kind}s")
+    labels = cycled_labels(data.heldout_labels, n) if model.spec.num_classes else None
+    labels = None if labels is None else labels.to(device)
+    report: dict = {"step": model.step, "sampler": sampler.params() | {"name": sampler.name},
+                    "samples": n}
+    if metrics:
+        result = generate(sampler, model.denoiser, n, model.spec.shape, device, seed, labels,
+                          batch_size)
+        report["nfe_per_image"] = result.nfe
+        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features)
+    if speed:
+        report["speed"] = sampler_speed(speed, model.denoiser, n, model.spec.shape, device,
+                                        seed, labels, batch_size)
+    if nll_samples:
+        report["nll"] = nll_report(model.denoiser, data.heldout[:nll_samples], seed=seed,
+                                   batch_size=batch_size)
+    return report

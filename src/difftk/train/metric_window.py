@@ -1,0 +1,114 @@
+"""Training metrics between two log lines: accumulated on the device, read once per window.
+
+Each applied step adds its losses, loss by noise-level bucket, gradient norms and drawn
+noise levels to device tensors, so logging costs no host sync per step; ``flush`` reads
+them once every ``log.every`` steps, writes the scalars and starts a new window. Skipped
+steps (NaN guard, fp16 overflow) are counted by the guard, not averaged here.
+
+Under torchrun each process holds its own items' sums; the flush adds them over the
+processes (one all-reduce per window), so the logged losses, buckets, histogram and
+images per second are those of the global batch. Each process also times its own steps;
+the slowest and fastest process's mean step time are logged, so a straggler shows up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from difftk.errors import TrainingDivergedError
+from difftk.train.run_logger import RunLogger
+from difftk.train.runtime import Runtime
+from difftk.train.step import StepResult
+
+# Loss-by-noise-level buckets: ln(EDM sigma) in [-6, 6) split into 8 bins.
+BUCKET_LO, BUCKET_WIDTH, BUCKETS = -6.0, 1.5, 8
+
+
+class MetricWindow:
+    def __init__(self, runtime: Runtime, global_batch: int):
+        self.runtime, self.global_batch = runtime, global_batch
+        self.device = device = runtime.device
+        self.loss_sum = torch.zeros((), device=device)
+        self.items = torch.zeros((), device=device)
+        self.bucket_sum = torch.zeros(BUCKETS, device=device)
+        self.bucket_count = torch.zeros(BUCKETS, device=device)
+        self.norm_before = torch.zeros((), device=device)
+        self.norm_after = torch.zeros((), device=device)
+        self.clipped = torch.zeros((), device=device)
+        self.log_sigmas: list[torch.Tensor] = []
+        self.forward_results: list[StepResult] = []
+        self.steps = 0
+        self.images = 0
+        self.started = time.perf_counter()
+
+    def add(self, result: StepResult) -> None:
+        """Count one applied step."""
+        per_sample = result.per_sample.float()
+        log_sigma = torch.log(result.levels.sigma_edm.to(self.device).float())
+        bucket = ((log_sigma - BUCKET_LO) / BUCKET_WIDTH).floor().clamp(0, BUCKETS - 1).long()
+        self.bucket_sum.index_add_(0, bucket, per_sample)
+        self.bucket_count.index_add_(0, bucket, torch.ones_like(per_sample))
+        self.loss_sum += per_sample.sum()
+        self.items += per_sample.shape[0]
+        nb, na = result.grad_norm_before.to(self.device), result.grad_norm_after.to(self.device)
+        self.norm_before += nb
+        self.norm_after += na
+        self.clipped += (na < nb * (1 - 1e-6)).float()
+        self.log_sigmas.append(log_sigma)
+        self.forward_results.append(result)
+        self.steps += 1
+
+    def flush(self, step: int, logger: RunLogger, scalars: dict[str, float],
+              checkpoints: Path) -> float:
+        """Write the window's means (and ``scalars``) at ``step``; return the mean loss.
+
+        A non-finite mean loss (the NaN guard off) ends training with a sentence.
+        """
+        n = self.steps
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rt = self.runtime
+        sums = rt.sum_(torch.cat([self.loss_sum.reshape(1), self.items.reshape(1),
+                                  self.bucket_sum, self.bucket_count]))
+        loss = float(sums[0] / sums[1])
+        if not math.isfinite(loss):
+            from difftk.train.checkpoint import describe_intact
+
+            where = describe_intact(checkpoints)  # checked file by file, not assumed
+            raise TrainingDivergedError(
+                f"the loss became non-finite between steps {step - n + 1} and {step}; {where}")
+        logger.scalar("loss/train", loss, step)
+        logger.scalar("grad_norm/before_clip", float(self.norm_before) / n, step)
+        logger.scalar("grad_norm/after_clip", float(self.norm_after) / n, step)
+        logger.scalar("grad_norm/clipped_fraction", float(self.clipped) / n, step)
+        logger.scalar("images_per_second", n * self.global_batch / elapsed, step)
+        if rt.world_size > 1:  # forward time: each process's own work, without waiting
+            own = sum(r.forward_seconds() for r in self.forward_results) / n
+            per_rank = rt.gather(torch.tensor([own], device=self.device)).cpu()
+            logger.scalar("forward_time/slowest_rank_s", float(per_rank.max()), step)
+            logger.scalar("forward_time/fastest_rank_s", float(per_rank.min()), step)
+        for tag, value in scalars.items():
+            logger.scalar(tag, value, step)
+        sums, counts = sums[2:2 + BUCKETS].cpu(), sums[2 + BUCKETS:].cpu()
+        for i in range(BUCKETS):
+            if counts[i] > 0:
+                lo = BUCKET_LO + i * BUCKET_WIDTH
+                logger.scalar(f"loss_by_sigma/ln_sigma_{lo:+.1f}_{lo + BUCKET_WIDTH:+.1f}",
+                              float(sums[i] / counts[i]), step)
+        if self.log_sigmas:
+            drawn = rt.gather(torch.cat(self.log_sigmas))
+            logger.histogram("ln_sigma_drawn", drawn.cpu(), step)
+        self.reset()
+        return loss
+
+    def reset(self) -> None:
+        for t in (self.loss_sum, self.items, self.bucket_sum, self.bucket_count,
+                  self.norm_before, self.norm_after, self.clipped):
+            t.zero_()
+        self.log_sigmas.clear()
+        self.forward_results.clear()
+        self.steps = 0
+        self.started = time.perf_counter()

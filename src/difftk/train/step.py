@@ -1,0 +1,141 @@
+"""One optimisation step, as DESIGN.md's "A training step, as data flows" writes it.
+
+noise level -> noise -> denoise -> weighted loss -> backward under the precision policy
+-> unscale -> clip -> NaN guard / loss scaler verdict -> optimizer step -> EMA update.
+The step reports what happened in a ``StepResult``; what the loop does with a verdict
+(restore a checkpoint, stop) is the loop's business.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from difftk.diffusion.levels import Levels
+from difftk.optim.ema import EmaModel
+from difftk.train.draws import StepNoise
+from difftk.train.nan_guard import NanGuard, nonfinite_injection
+from difftk.train.runtime import Runtime
+from difftk.train.strategy import full_tensor, gradient_sync
+
+
+@dataclass
+class StepResult:
+    """What one optimisation step did; every tensor is detached and stays on the device."""
+
+    per_sample: Tensor  # [B / world size] fp32 losses of this process's items
+    levels: Levels  # the noise levels drawn for them
+    grad_norm_before: Tensor  # global gradient norm before clipping (unscaled)
+    grad_norm_after: Tensor
+    applied: bool  # whether the weights (and the EMA) changed
+    verdict: str  # the NaN guard's: "ok", "skip", "restore" or "stop"
+    forward_marks: list = field(default_factory=list)  # (start, end) of each forward pass
+
+    def forward_seconds(self) -> float:
+        """This process's time in forward passes: local work, before any gradient is averaged."""
+        return sum(a.elapsed_time(b) / 1000 if isinstance(a, torch.cuda.Event) else b - a
+                   for a, b in self.forward_marks)
+
+
+def clock_mark(device: torch.device):
+    """A point in time on ``device``: a CUDA event (no host sync) or the host clock."""
+    if device.type == "cuda":
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+    return time.perf_counter()
+
+
+class OptimisationStep:
+    """The parts of a recipe that one step runs through, and the step itself.
+
+    The batch given to a step is this process's slice of the global batch; it is split into
+    ``grad_accumulation`` micro-batches whose gradients add up (the processes average theirs
+    once, after the last). Each process backpropagates its items' losses summed and divided
+    by its slice size, so the gradient is the global batch's mean loss's whatever the world
+    size and the accumulation.
+    """
+
+    def __init__(self, model, forward, objective, optimizer, precision, scaler, clipping,
+                 ema: EmaModel, guard: NanGuard, num_classes: int, noise: StepNoise,
+                 runtime: Runtime, grad_accumulation: int = 1):
+        self.model, self.forward, self.objective = model, forward, objective
+        self.optimizer, self.precision, self.scaler = optimizer, precision, scaler
+        self.clipping, self.ema, self.guard = clipping, ema, guard
+        self.num_classes, self.noise, self.runtime = num_classes, noise, runtime
+        self.device = runtime.device
+        self.accumulation = grad_accumulation
+        self._inject_nonfinite = nonfinite_injection()  # test hook, environment only
+
+    def condition(self, labels: Tensor | None, dropped: Tensor | None) -> Tensor | None:
+        """The labels the network sees: none for an unconditional model; for a conditional
+        one, those ``dropped`` replaced by the null label (index num_classes)."""
+        if not self.num_classes or labels is None:
+            return None
+        if dropped is None:
+            return labels
+        return torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+
+    def __call__(self, x0: Tensor, labels: Tensor | None, step: int, lr: float) -> StepResult:
+        """Optimizer step number ``step + 1`` on this process's slice (x0, labels) of the
+        global batch, at learning rate ``lr``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        local = x0.shape[0]
+        first = self.runtime.rank * local  # where this slice starts in the global batch
+        draws = self.noise.at(step).part(slice(first, first + local))
+        micro = local // self.accumulation
+        losses, total, marks = [], torch.zeros((), device=self.device), []
+        for m in range(self.accumulation):
+            items = slice(m * micro, (m + 1) * micro)
+            part = draws.part(items)
+            with gradient_sync(self.forward, sync=m == self.accumulation - 1):
+                start = clock_mark(self.device)
+                with self.precision.autocast(self.device):
+                    per_sample, _ = self.objective(
+                        self.forward, x0[items], self.condition(
+                            None if labels is None else labels[items], part.dropped),
+                        self.noise.generator, levels=part.levels, eps=part.eps)
+                loss = per_sample.float().sum() / local
+                marks.append((start, clock_mark(self.device)))
+                if self._inject_nonfinite is not None and self._inject_nonfinite(step + 1):
+                    loss = loss * float("nan")  # the NaN guard's test hook (DIFFTK_INJECT_NONFINITE)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            losses.append(per_sample.detach())
+            total += loss.detach()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip true gradients (seed 001 §12.3)
+        norm_before, norm_after = self.clipping.clip_model(self.model)
+        norm_before, norm_after = full_tensor(norm_before), full_tensor(norm_after)
+        applied, verdict = self._apply(total, norm_before, step + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        if applied:
+            self.ema.update(self.model, step + 1, self.noise.batch_size)
+        return StepResult(torch.cat(losses), draws.levels, norm_before.detach(),
+                          norm_after.detach(), applied, verdict, marks)
+
+    def _apply(self, loss: Tensor, grad_norm: Tensor, step: int) -> tuple[bool, str]:
+        """Step unless the NaN guard (non-finite loss or gradients on any process) or the
+        loss scaler refuses: (whether the weights changed, the guard's verdict). Every
+        process reaches the same verdict."""
+        if self.guard.enabled:
+            finite = torch.isfinite(loss)
+            if self.scaler is None:  # under a scaler, gradient overflow is its business
+                finite = finite & torch.isfinite(grad_norm)
+            if not self.runtime.all_true(finite):  # the one host sync per step the guard costs
+                return False, self.guard.bad(step)
+            self.guard.good()
+        if self.scaler is not None:
+            # The gradients are averaged before unscaling, so every process sees the same
+            # overflow and the scaler takes the same decision everywhere (DDP; fp16 under
+            # FSDP is refused when the run starts).
+            self.scaler.step(self.optimizer)  # skips the step if the gradients overflowed
+            self.scaler.update()
+            applied = bool(torch.isfinite(grad_norm))
+            self.guard.scaler_skipped += not applied
+            return applied, "ok"
+        self.optimizer.step()
+        return True, "ok"

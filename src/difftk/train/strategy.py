@@ -1,0 +1,131 @@
+"""How the network is spread over the processes: ``train.strategy``.
+
+- ``ddp``: every process holds the whole network; DistributedDataParallel averages the
+  gradients during backward (overlapping the all-reduce with the backward pass).
+- ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``) shards parameters, gradients and
+  optimizer state over the processes, for networks that do not fit one device. Each module
+  of every ``nn.ModuleList`` (the blocks of a U-Net or DiT) is one sharding unit, the whole
+  denoiser the root.
+
+Both average the gradients over the processes, so the loss each process backpropagates is
+its items' sum divided by its share of the global batch. In one process (no process group)
+the network runs as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from difftk.errors import DifftkError
+from difftk.train.runtime import Runtime
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The modules FSDP shards one by one: each element of every ModuleList."""
+    return [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
+
+
+def distribute(model: nn.Module, strategy: str, runtime: Runtime) -> nn.Module:
+    """The module the training forward pass goes through; ``model`` keeps the parameters
+    (for FSDP, sharded in place: call this before building the optimizer)."""
+    if not runtime.distributed:
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for unit in shard_units(model):
+            fully_shard(unit)
+        fully_shard(model)
+        return model
+    raise DifftkError(f'train.strategy "{strategy}" is not one of "ddp", "fsdp"')
+
+
+def gradient_sync(forward: nn.Module, sync: bool):
+    """A context in which backward averages the gradients over the processes only if
+    ``sync``: the micro-batches before the last of an accumulated step skip it."""
+    if sync:
+        return contextlib.nullcontext()
+    if hasattr(forward, "no_sync"):  # DistributedDataParallel
+        return forward.no_sync()
+    if hasattr(forward, "set_requires_gradient_sync"):  # FSDP2
+        return _fsdp_no_sync(forward)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module):
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) value gathered whole on every process; a plain tensor as it is."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's state dict with every sharded tensor gathered (a collective under FSDP:
+    every process calls it), on the CPU."""
+    return {k: full_tensor(v).detach().cpu() for k, v in module.state_dict().items()}
+
+
+def gathered(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with every sharded value gathered whole."""
+    return {k: full_tensor(v).detach() for k, v in tensors.items()}
+
+
+def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load whole (unsharded) tensors into ``module``, sharding them where it is sharded."""
+    if any(hasattr(p, "device_mesh") for p in module.parameters()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        module.load_state_dict(state)
+
+
+class _Gathered:
+    """An optimizer seen through its state dict with every sharded tensor gathered whole."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def state_dict(self) -> dict:
+        sd = self.optimizer.state_dict()
+        sd["state"] = {i: {k: full_tensor(v) if isinstance(v, torch.Tensor) else v
+                           for k, v in st.items()} for i, st in sd["state"].items()}
+        return sd
+
+
+def full_optimizer(optimizer: torch.optim.Optimizer):
+    """What checkpoint.optimizer_tensors reads: the optimizer with its state gathered whole,
+    so a checkpoint of a sharded run is the same file as one of a single process."""
+    return _Gathered(optimizer)
+
+
+def shard_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> dict:
+    """A whole optimizer state dict cut to this process's shards of sharded parameters."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(hasattr(p, "device_mesh") for p in params):
+        return state
+    from torch.distributed.tensor import distribute_tensor
+
+    for idx, st in state["state"].items():
+        p = params[int(idx)]
+        if not hasattr(p, "device_mesh"):
+            continue
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                st[key] = distribute_tensor(value.to(p.device), p.device_mesh, p.placements)
+    return state

@@ -1,0 +1,82 @@
+"""Help and tables show what the source says: every [bracketed] text survives rendering."""
+
+import re
+import subprocess
+import sys
+
+import typer
+from typer.testing import CliRunner
+
+from difftk.cli import app
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "2000"}  # no wrapping, so a bracketed text stays on one line
+BRACKETED = re.compile(r"\[[^\[\]\n]*\]")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _commands(command, path=()):
+    """(argument path, click command) for the app and every command and sub-command."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def _source_texts(command) -> list[str]:
+    """The help texts a command's --help shows, as the source wrote them."""
+    texts = [command.help or "", command.short_help or ""]
+    texts += [p.help for p in command.params if getattr(p, "help", None)]
+    # a group lists each sub-command with the first paragraph of its help
+    texts += [(sub.short_help or sub.help or "").split("\n\n")[0]
+              for sub in getattr(command, "commands", {}).values()]
+    return texts
+
+
+def test_every_help_page_keeps_its_bracketed_text():
+    checked = set()
+    for path, command in _commands(typer.main.get_command(app)):
+        wanted = {_flat(m) for text in _source_texts(command) for m in BRACKETED.findall(text)}
+        result = runner.invoke(app, [*path, "--help"], env=WIDE)
+        assert result.exit_code == 0, (path, result.output)
+        shown = _flat(result.stdout)
+        for text in wanted:
+            assert text in shown, f"difftk {' '.join(path)} --help lost {text!r}"
+        checked |= wanted
+    # the texts the rich markup used to eat are among those checked
+    assert {"[lists]", "[model]", "[data]"} <= checked
+
+
+def test_list_plugins_table_keeps_section_names_and_bracketed_summaries(registry):
+    from difftk.families import FAMILIES
+
+    result = runner.invoke(app, ["list-plugins"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    shown = _flat(result.stdout)
+    wanted = set()
+    for fam in FAMILIES:
+        wanted.add(f"{fam.name} [{fam.section}]")
+        for name in registry.names(fam.name):
+            wanted |= {_flat(m) for m in BRACKETED.findall(registry.get(fam.name, name).cls.summary())}
+    for text in wanted:
+        assert text in shown, f"list-plugins lost {text!r}"
+    assert "weights [weight]" in wanted and len(wanted) > len(FAMILIES)
+
+
+def test_train_is_the_first_command_of_the_main_help():
+    result = runner.invoke(app, ["--help"], env=WIDE)
+    names = re.findall(r"^│ ([a-z][a-z-]*) ", result.stdout, flags=re.MULTILINE)
+    assert names[0] == "train" and {"sample", "eval", "list-plugins"} <= set(names)
+
+
+def test_python_dash_m_difftk_runs_the_command_line(root):
+    out = subprocess.run([sys.executable, "-m", "difftk", "validate",
+                          str(root / "recipes/toy2d.toml"), "--set", "train.steps=7"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "steps = 7" in out.stdout and 'name = "toy2d"' in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "difftk", "validate", str(root / "nowhere.toml")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: ") and not bad.stdout

@@ -1,0 +1,151 @@
+"""One recipe, many processes: real gloo process groups started by torchrun on the CPU.
+
+A run's result does not depend on how many processes ran it or how each split its slice
+into micro-batches (docs/distributed.md); only rank 0 writes; a 2-process checkpoint
+resumes on 1 process; a rank that raises ends the group with a sentence.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT
+from safetensors.torch import load_file
+
+from difftk.recipe import load_recipe
+from difftk.train.runtime import make_runtime
+from difftk.train.trainer import Trainer
+
+SMALL = ["model.width=16", "model.depth=1", "train.batch_size=32", "log.every=1",
+         "log.num_samples=8", "sampler.steps=2", "log.val_every=3", "log.checkpoint_every=3",
+         "train.lr_warmup_steps=0"]
+# float32 sums in another order: what "the same" means between process counts
+RTOL, ATOL = 1e-4, 1e-6
+
+
+def _sets(out, name, *extra):
+    return [f'run.out_dir="{out}"', f'run.name="{name}"', *SMALL, *extra]
+
+
+def _torchrun(out, name, *extra, script=None, nproc=2):
+    args = []
+    for s in _sets(out, name, *extra):
+        args += ["--set", s]
+    target = [str(script)] if script else ["-m", "difftk"]
+    # this source tree's difftk in the child processes too, whatever the working directory
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc-per-node={nproc}", *target, "train", str(ROOT / "recipes/toy2d.toml"),
+         "--no-progress", *args], capture_output=True, text=True, cwd=out, timeout=240,
+        env={**os.environ, "PYTHONPATH": path})
+
+
+def _in_process(out, name, *extra, resume=False):
+    r = load_recipe(ROOT / "recipes/toy2d.toml", _sets(out, name, *extra), warn=False)
+    trainer = Trainer(r, make_runtime("cpu"), resume=resume, progress=False)
+    trainer.fit()
+    return trainer
+
+
+def _losses(run_dir) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars("loss/train")}
+
+
+def _weights(run_dir, step):
+    ck = run_dir / "checkpoints" / f"{step:08d}"
+    return {g: load_file(str(ck / f"{g}.safetensors")) for g in ("model", "ema", "optimizer")}
+
+
+def _max_rel_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    for group in a:
+        assert a[group].keys() == b[group].keys(), group
+        for key, value in a[group].items():
+            torch.testing.assert_close(b[group][key], value, rtol=RTOL, atol=ATOL,
+                                       msg=f"{group}/{key}")
+            scale = value.abs().max().clamp(min=1e-12)
+            worst = max(worst, float((b[group][key] - value).abs().max() / scale))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """3 steps on 2 processes; 6 on 1 process; 6 on 1 process with 4 micro-batches."""
+    out = tmp_path_factory.mktemp("dist")
+    two = _torchrun(out, "two", "train.steps=3")
+    assert two.returncode == 0, two.stderr
+    _in_process(out, "one", "train.steps=6")
+    _in_process(out, "accum", "train.steps=6", "train.grad_accumulation=4")
+    return out
+
+
+def test_two_processes_and_accumulation_match_one_process(runs):
+    one, two, accum = _losses(runs / "one"), _losses(runs / "two"), _losses(runs / "accum")
+    assert sorted(two) == [1, 2, 3] and sorted(one) == sorted(accum) == list(range(1, 7))
+    for step, loss in two.items():
+        assert loss == pytest.approx(one[step], rel=RTOL), step
+    for step, loss in accum.items():
+        assert loss == pytest.approx(one[step], rel=RTOL), step
+    assert len(set(one.values())) == 6  # the steps differ: the comparison is not vacuous
+    worst = _max_rel_diff(_weights(runs / "one", 3), _weights(runs / "two", 3))
+    worst = max(worst, _max_rel_diff(_weights(runs / "one", 6), _weights(runs / "accum", 6)))
+    print(f"max relative difference of weights, EMA and Adam moments: {worst:.2e}")
+
+
+def test_only_rank_zero_writes_and_the_files_match_one_process(runs):
+    two, one = runs / "two", runs / "one"
+    assert len(list((two / "tb").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (two / "samples").iterdir()) == ["final.png"]
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    assert not list(two.rglob("*.tmp"))
+
+
+def test_a_two_process_checkpoint_resumes_on_one_process(runs, tmp_path):
+    shutil.copytree(runs / "two", tmp_path / "two", symlinks=True)
+    _in_process(tmp_path, "two", "train.steps=6", resume=True)
+    _max_rel_diff(_weights(runs / "one", 6), _weights(tmp_path / "two", 6))
+    resumed = _losses(tmp_path / "two")
+    one = _losses(runs / "one")
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(one[step], rel=RTOL), step
+
+
+FAILING = """
+import os, sys
+from difftk.errors import DifftkError
+from difftk.train.trainer import Trainer
+
+original = Trainer.train_step
+
+
+def failing(self, x0, labels):
+    if os.environ["RANK"] == "1" and self.step == 2:
+        raise DifftkError("the disk of this node is full")
+    return original(self, x0, labels)
+
+
+Trainer.train_step = failing
+from difftk.cli import main
+
+main()
+"""
+
+
+def test_a_failing_rank_ends_the_group_with_one_sentence(tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    start = time.perf_counter()
+    res = _torchrun(tmp_path, "fail", "train.steps=50", script=script)
+    assert res.returncode != 0
+    assert "error: rank 1 of 2: the disk of this node is full" in res.stderr
+    assert "Traceback" not in res.stderr.split("error: rank 1 of 2")[0]
+    assert time.perf_counter() - start < 120  # no hang until the group's timeout
