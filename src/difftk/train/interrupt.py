@@ -36,9 +36,15 @@ def interrupted() -> int | None:
     return _received[0] if _received else None
 
 
-def stop_if_interrupted() -> None:
-    if _received:
-        raise TrainingInterrupted(_received[0])
+def stop_if_interrupted(runtime=None) -> None:
+    """Raise TrainingInterrupted once a signal came. With a runtime, every process agrees
+    (one all-reduce of a flag per step under torchrun), so all stop after the same step
+    and the checkpoint they save together is one state."""
+    stop = bool(_received)
+    if runtime is not None:
+        stop = runtime.any_true(stop)
+    if stop:
+        raise TrainingInterrupted(_received[0] if _received else signal.SIGTERM)
 
 
 def _on_signal(signum: int, frame) -> None:

@@ -207,7 +207,7 @@ class Trainer:
                 bar.advance(self.step, last_loss)
                 if cadence.time_limit_s and self.runtime.any_true(cadence.out_of_time()):
                     break
-                stop_if_interrupted()  # SIGINT/SIGTERM: train/session.py saves and exits
+                stop_if_interrupted(self.runtime)  # SIGINT/SIGTERM: train/session.py saves and exits
         self.save()
         path = self.write_samples("final")
         self.logger.close()
