@@ -81,3 +81,36 @@ def test_guard_off_leaves_nan_to_the_divergence_check(root, tmp_path, monkeypatc
         assert "non-finite between steps 1 and 4" in str(exc)
     else:
         raise AssertionError("a NaN run must not finish")
+
+
+def test_stop_message_counts_bad_steps_inclusively(root, tmp_path, monkeypatch):
+    monkeypatch.setenv(INJECT_ENV, "1-")
+    tr = trainer(root, tmp_path, "count", "train.steps=10", "log.checkpoint_every=0")
+    try:
+        tr.fit()
+    except NonFiniteTrainingError as exc:
+        assert "3 steps in a row (steps 1 to 3)" in str(exc)
+        assert "no intact checkpoint exists" in str(exc)
+    else:
+        raise AssertionError("an all-NaN run must stop")
+
+
+def test_restore_never_writes_into_the_checkpoint_and_names_a_checked_one(root, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv(INJECT_ENV, "6-")
+    tr = trainer(root, tmp_path, "truth", "train.steps=20", "log.checkpoint_every=4",
+                 "log.keep_last=3")
+    for _ in range(4):
+        tr.train_step(*tr.batches.next())
+    ck4 = tr.save()
+    files = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in ck4.iterdir()}
+    model = ck4 / "model.safetensors"  # damage it: the guard must not call it intact
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
+    files["model.safetensors"] = (model.stat().st_ino, model.stat().st_mtime_ns)
+    try:
+        tr.fit()
+    except NonFiniteTrainingError as exc:
+        assert "no intact checkpoint exists" in str(exc) and "is intact" not in str(exc)
+    else:
+        raise AssertionError("the run must stop")
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in ck4.iterdir()} == files

@@ -86,15 +86,18 @@ def sample(
     noise = torch.randn((n, *model.spec.shape), generator=gen, device=dev)
     result = chosen.sample(model.denoiser, noise, gen, labels)
     data_part = model.recipe.parts["data"]
-    if fmt is Format.npz:
-        sample_files.write_npz(output, result.x, labels, sample_files.value_range(
-            model.kind, data_part, model.spec.shape))
-    elif fmt is Format.png_dir:
-        if model.kind != "image":
-            raise DifftkError(f"--format png-dir writes images, and {checkpoint} draws "
-                              f"{model.kind} samples")
-        sample_files.write_png_dir(output, result.x, labels, data_part)
-    else:
-        save_png(sample_figure(result.x), output)
+    try:  # -o into a read-only folder, or under a file: one sentence
+        if fmt is Format.npz:
+            sample_files.write_npz(output, result.x, labels, sample_files.value_range(
+                model.kind, data_part, model.spec.shape))
+        elif fmt is Format.png_dir:
+            if model.kind != "image":
+                raise DifftkError(f"--format png-dir writes images, and {checkpoint} draws "
+                                  f"{model.kind} samples")
+            sample_files.write_png_dir(output, result.x, labels, data_part)
+        else:
+            save_png(sample_figure(result.x), output)
+    except OSError as exc:
+        raise DifftkError(f"{exc.filename or output}: {exc.strerror or exc}") from None
     typer.echo(f"{n} samples from step {model.step} with {chosen.name} "
                f"({result.nfe} network evaluations each) -> {output}")

@@ -18,6 +18,9 @@ def train(
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in runs/<run.name> from its latest checkpoint.")] = False,
+    resume_or_start: Annotated[bool, typer.Option(
+        "--resume-or-start", help="Resume when the run has a checkpoint, start it otherwise "
+                                  "(one command line for a requeued batch job).")] = False,
     progress: Annotated[bool, typer.Option(
         help="Show progress: a bar on stderr when stdout is a terminal, else one line "
              "(step, loss, images/s, ETA) on stdout every log.every steps.")] = True,
@@ -25,15 +28,17 @@ def train(
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
     from difftk.recipe import load_recipe
     from difftk.train.runtime import announce_failure, make_runtime
-    from difftk.train.trainer import Trainer
+    from difftk.train.session import run_training
 
     runtime = None
     try:
+        if resume and resume_or_start:
+            raise DifftkError("give --resume or --resume-or-start, not both")
         r = load_recipe(recipe, set_)
         runtime = make_runtime(r.run.device, distributed=True)
-        trainer = Trainer(r, runtime, resume=resume, progress=progress)
         t0 = time.perf_counter()
-        grid = trainer.fit()
+        mode = "auto" if resume_or_start else "yes" if resume else "no"
+        trainer, grid = run_training(r, runtime, mode, progress)  # locked, SIGTERM-safe
         elapsed = time.perf_counter() - t0
     except DifftkError as exc:  # under torchrun the sentence names the failing rank
         raise announce_failure(exc, runtime) from None

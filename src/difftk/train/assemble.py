@@ -17,7 +17,7 @@ from difftk.diffusion.objective import Objective
 from difftk.errors import CheckpointError, DataError
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import Recipe, recipe_from_text
-from difftk.train.checkpoint import load_checkpoint
+from difftk.train.checkpoint import load_intact, require_finite
 
 
 def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:
@@ -76,13 +76,15 @@ class Restored:
 
 def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
     """The trained denoiser of a checkpoint directory (its EMA weights by default), in eval mode."""
-    ck = load_checkpoint(path)
+    group = "ema" if use_ema else "model"
+    ck = load_intact(path, groups=(group,))  # no optimizer needed; damaged ones are skipped
+    require_finite(ck, group)
     recipe = recipe_from_text(ck.recipe_toml, source=str(ck.path / "recipe.toml"))
     s = ck.state["spec"]
     spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
     asm = assemble(recipe, spec, device)
     try:
-        asm.denoiser.load_state_dict(ck.tensors["ema" if use_ema else "model"])
+        asm.denoiser.load_state_dict(ck.tensors[group])
     except RuntimeError as exc:
         raise CheckpointError(f"{ck.path}: weights do not fit the recorded model ({exc})") from None
     asm.denoiser.eval()

@@ -63,7 +63,7 @@ class MetricWindow:
         self.steps += 1
 
     def flush(self, step: int, logger: RunLogger, scalars: dict[str, float],
-              last_checkpoint: Path | None) -> float:
+              checkpoints: Path) -> float:
         """Write the window's means (and ``scalars``) at ``step``; return the mean loss.
 
         A non-finite mean loss (the NaN guard off) ends training with a sentence.
@@ -75,8 +75,9 @@ class MetricWindow:
                                   self.bucket_sum, self.bucket_count]))
         loss = float(sums[0] / sums[1])
         if not math.isfinite(loss):
-            where = f"the last checkpoint ({last_checkpoint.name}) is intact" if last_checkpoint \
-                else "no checkpoint had been written"
+            from difftk.train.checkpoint import describe_intact
+
+            where = describe_intact(checkpoints)  # checked file by file, not assumed
             raise TrainingDivergedError(
                 f"the loss became non-finite between steps {step - n + 1} and {step}; {where}")
         logger.scalar("loss/train", loss, step)

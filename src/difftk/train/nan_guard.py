@@ -51,6 +51,7 @@ class NanGuard:
     max_restores: int = 1
     bad_in_row: int = 0
     first_bad_step: int = 0
+    last_bad_step: int = 0
     skipped: int = 0  # steps the guard skipped, in total
     scaler_skipped: int = 0  # steps the fp16 loss scaler skipped (gradient overflow)
     restores: int = 0
@@ -69,9 +70,16 @@ class NanGuard:
         if self.bad_in_row == 0:
             self.first_bad_step = step
         self.bad_in_row += 1
+        self.last_bad_step = step
         if self.bad_in_row < self.patience:
             return "skip"
         return "restore" if self.restores < self.max_restores else "stop"
+
+    def bad_steps(self) -> str:
+        """The current run of bad steps, e.g. "steps 2 to 4" (both ends counted)."""
+        if self.first_bad_step == self.last_bad_step:
+            return f"step {self.first_bad_step}"
+        return f"steps {self.first_bad_step} to {self.last_bad_step}"
 
     def restored(self) -> None:
         self.restores += 1

@@ -33,7 +33,7 @@ from difftk.train.strategy import (
 # spread (processes, accumulation, sharding) does not change the result, and a run directory
 # may move (to another disk or machine).
 RESUMABLE = {("train", "steps"), ("train", "time_limit"), ("run", "device"), ("run", "out_dir"),
-             ("train", "grad_accumulation"), ("train", "strategy")}
+             ("run", "name"), ("train", "grad_accumulation"), ("train", "strategy")}
 
 
 def recipe_difference(a: dict, b: dict) -> str | None:
@@ -52,12 +52,12 @@ def recipe_difference(a: dict, b: dict) -> str | None:
 def checkpoint_to_resume(run_dir: Path, resume: bool) -> ckpt_io.Checkpoint | None:
     """The checkpoint ``--resume`` continues from; None for a new run. A new run refuses a
     directory that already holds one, and ``--resume`` one that holds none."""
-    latest = run_dir / "checkpoints" / "latest"
+    ckpt_dir = run_dir / "checkpoints"
     if resume:
-        if not latest.exists():
+        if not ckpt_io.holds_checkpoints(ckpt_dir):
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
-        return ckpt_io.load_checkpoint(latest)
-    if latest.exists():
+        return ckpt_io.load_intact(ckpt_dir)  # latest, or the newest intact one, with a sentence
+    if ckpt_io.holds_checkpoints(ckpt_dir):
         raise DifftkError(f"{run_dir} already holds a run; resume it with --resume or "
                           f"choose another name with --set run.name=NAME")
     return None
@@ -94,8 +94,8 @@ class RunState:
         return self.run_dir / "checkpoints"
 
     def last_checkpoint(self) -> Path | None:
-        latest = self.ckpt_dir / "latest"
-        return latest.resolve() if latest.exists() else None
+        """The newest checkpoint whose checksums and finite weights were checked."""
+        return ckpt_io.newest_intact(self.ckpt_dir)[0]
 
     def _rng_tensors(self) -> dict[str, torch.Tensor]:
         """The batch plan's position and rank 0's own stream (what the network draws, e.g.

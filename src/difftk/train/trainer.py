@@ -21,10 +21,12 @@ from difftk.optim.ema import EmaModel
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
+from difftk.train import checkpoint as ckpt_io
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
 from difftk.train.init_from import load_initial_weights
+from difftk.train.interrupt import stop_if_interrupted
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
@@ -126,10 +128,8 @@ class Trainer:
 
     def _stop_message(self) -> str:
         g = self.guard
-        steps = f"steps {g.first_bad_step} to {self.step}"
-        ck = self.state.last_checkpoint()
-        kept = f"the last good checkpoint ({ck.name}) is intact" if ck else \
-            "no checkpoint had been written"
+        steps = g.bad_steps()
+        kept = ckpt_io.describe_intact(self.state.ckpt_dir)  # checked, not assumed
         if g.restores:
             return (f"the loss or gradients were non-finite for {g.bad_in_row} steps in a row "
                     f"({steps}) again after {g.restores} restore(s) with the learning rate "
@@ -147,11 +147,11 @@ class Trainer:
         ck_dir = self.state.last_checkpoint()
         if ck_dir is None:
             raise NonFiniteTrainingError(self._stop_message())
-        bad_steps = f"{self.guard.first_bad_step} to {self.step}"
+        bad_steps = self.guard.bad_steps()
         ck = load_checkpoint(ck_dir)
         self.state.load(ck, streams=False)
         self.guard.restored()
-        message = (f"non-finite loss or gradients at steps {bad_steps}: restored checkpoint "
+        message = (f"non-finite loss or gradients at {bad_steps}: restored checkpoint "
                    f"{ck_dir.name} (step {ck.step}) and lowered the learning rate by "
                    f"{self.guard.lr_factor:g} to {self._lr(self.step):.3g}")
         print(f"difftk: {message}", file=sys.stderr)
@@ -182,7 +182,7 @@ class Trainer:
         r = self.recipe
         if self.runtime.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "recipe.toml").write_text(r.to_toml())
+            ckpt_io.write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
             self.logger.text("recipe", "```\n" + r.to_toml() + "\n```")
             if self.step == 0:
                 log_run_figures(r, self.logger)
@@ -210,6 +210,7 @@ class Trainer:
                 bar.advance(self.step, last_loss)
                 if cadence.time_limit_s and self.runtime.any_true(cadence.out_of_time()):
                     break
+                stop_if_interrupted(self.runtime)  # SIGINT/SIGTERM: train/session.py saves and exits
         self.save()
         path = self.write_samples("final")
         self.logger.close()
@@ -220,7 +221,7 @@ class Trainer:
         step, flushed = self.step, None
         if window.steps and cadence.log(step):
             flushed = window.flush(step, self.logger, self._window_scalars(),
-                                   self.state.last_checkpoint())
+                                   self.state.ckpt_dir)
         if cadence.validate(step):
             self.logger.scalar("loss/validation", self.monitor.validation_loss(), step)
         if cadence.evaluate(step):

@@ -1,0 +1,118 @@
+"""One writer per run directory: an advisory lock held for the run's life.
+
+Two ``difftk train`` on one run name would interleave their checkpoints and recipe.
+The lock is ``flock`` on ``<run>/train.lock``: the kernel drops it when its process
+ends, however it ends, so a lock left by a killed run is never stale. The file also
+records who holds it (pid, host, start time), so a refusal names the holder. On file
+systems without ``flock`` (some NFS and Lustre mounts) the record itself is the lock: a
+record of a process that no longer runs on this host is stale and taken over; one from
+another host is honoured, and the sentence says which file to delete if that job is gone.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from difftk.errors import DifftkError
+
+LOCK_NAME = "train.lock"
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP}
+
+
+class RunLockedError(DifftkError):
+    """Another process is training in this run directory."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _describe(holder: dict) -> str:
+    started = holder.get("started")
+    since = time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else ""
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}{since}"
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` holds the run directory for one writer."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def _holder(self) -> dict:
+        try:
+            record = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _refuse(self, holder: dict, hint: str = "") -> RunLockedError:
+        who = _describe(holder) if holder else "another process"
+        return RunLockedError(f"{self.run_dir} is in use by another difftk train ({who}); wait "
+                              f"for it to end or choose another name with --set run.name=NAME{hint}")
+
+    def acquire(self) -> RunLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise self._refuse(self._holder()) from None
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                os.close(fd)
+                raise
+            try:
+                self._check_record()  # no flock on this file system: the record decides
+            except RunLockedError:
+                os.close(fd)
+                raise
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def _check_record(self) -> None:
+        holder = self._holder()
+        if not holder or holder.get("pid") == os.getpid():
+            return
+        if holder.get("host") != socket.gethostname():
+            raise self._refuse(holder, f" (if that job is gone, delete {self.path})")
+        if _pid_alive(int(holder.get("pid", 0))):
+            raise self._refuse(holder)
+        print(f"difftk: {self.path}: taking over the stale lock of {_describe(holder)}, "
+              "which no longer runs", file=sys.stderr)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)  # an empty record: nobody holds it
+        except OSError:
+            pass
+        os.close(self._fd)  # drops the flock
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,50 @@
+"""SIGINT and SIGTERM: finish the step, save a checkpoint, exit non-zero saying how to
+resume; a second signal exits at once. Real signals to real processes."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_run_lock import env, train_cmd, wait_for_lock
+
+from difftk.train.checkpoint import load_checkpoint
+from difftk.train.run_lock import LOCK_NAME
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig):
+    proc = subprocess.Popen(train_cmd(tmp_path, "run"), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_lock(tmp_path / "run" / LOCK_NAME, proc.pid)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + sig
+    assert f"interrupted by {sig.name} after step" in err
+    assert "run the same command with --resume" in err and "Traceback" not in err
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest")  # verified
+    assert ck.step >= 1 and f"step {ck.step};" in err
+
+
+SLEEPER = """
+import time
+from difftk.train.interrupt import graceful_interrupts
+with graceful_interrupts():
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_signal_exits_at_once(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER], env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None  # the first one only asks the loop to stop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "second SIGTERM: exiting at once without saving" in err
