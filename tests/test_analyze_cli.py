@@ -78,7 +78,7 @@ def test_per_sample_gradients_sum_to_the_batch_gradient(run_dir):
     x_t = x0 * levels.alpha[:, None] + torch.randn_like(x0) * levels.sigma[:, None]
     per_sample = torch.stack(list(_per_sample_gradients(run, x0, x_t, levels, None)))
     params = list(run.denoiser.parameters())
-    loss = (run.denoiser.x0(x_t, levels) - x0).square().mean(1).sum()
+    loss = (run.denoiser.x0_and_extra(x_t, levels)[0] - x0).square().mean(1).sum()
     batch = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
     assert torch.allclose(per_sample.sum(0), batch, rtol=1e-4, atol=1e-6)
 

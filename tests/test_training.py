@@ -150,7 +150,7 @@ def test_truncated_checkpoint_is_one_sentence(short_runs, tmp_path):
     out, _ = short_runs
     ck = tmp_path / "ck"
     shutil.copytree(out / "edm" / "checkpoints" / "latest", ck)
-    model = ck / "model.safetensors"
+    model = ck / "ema.safetensors"  # the weights sample reads
     model.write_bytes(model.read_bytes()[:200])
     res = _cli("sample", str(ck), "-n", "2", "-o", str(tmp_path / "x.png"), cwd=tmp_path)
     assert res.returncode == 1

@@ -32,7 +32,7 @@ def measure_mmse(denoiser, x0: torch.Tensor, log_snr: np.ndarray, levels_at, see
             levels = levels_at(float(lam), x.shape[0])
             eps = torch.randn(x.shape, generator=gen, device=device)
             x_t = broadcast(levels.alpha, x) * x + broadcast(levels.sigma, x) * eps
-            x0_hat = denoiser.x0(x_t, levels, lab)
+            x0_hat, _ = denoiser.x0_and_extra(x_t, levels, lab)
             total += float((x0_hat.double() - x.double()).square().sum())
             count += x.numel()
         out.append(total / count)

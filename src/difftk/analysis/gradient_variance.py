@@ -78,7 +78,7 @@ def _per_sample_gradients(run: TrainedRun, x0, x_t, levels, labels):
         lv = Levels(alpha=levels.alpha[i:i + 1], sigma=levels.sigma[i:i + 1],
                     t=None if levels.t is None else levels.t[i:i + 1])
         lab = None if labels is None else labels[i:i + 1]
-        x0_hat = run.denoiser.x0(x_t[i:i + 1], lv, lab)
+        x0_hat = run.denoiser.x0_and_extra(x_t[i:i + 1], lv, lab)[0]
         loss = (x0_hat.float() - x0[i:i + 1]).square().mean()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         yield torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()

@@ -75,7 +75,7 @@ def run_target_rows(run: TrainedRun, points: int = 13, seed: int = 0,
             eps = torch.randn(x0.shape, generator=gen, device=run.device)
             x_t = alpha * x0 + sigma * eps
             labels = run.labels_for(torch.arange(j, j + x0.shape[0]))
-            x0_hat = run.denoiser.x0(x_t, levels, labels).double().flatten(1)
+            x0_hat = run.denoiser.x0_and_extra(x_t, levels, labels)[0].double().flatten(1)
             x0d, eps_d, xd = x0.double().flatten(1), eps.double().flatten(1), x_t.double().flatten(1)
             eps_hat = (xd - float(a) * x0_hat) / float(b)
             for target, (c, d) in coefficients.items():

@@ -62,9 +62,9 @@ def sample(
     """Draw samples from a trained model into a PNG grid, an .npz file or a PNG folder."""
     import torch
 
-    from difftk.diffusion.guidance import as_labels
     from difftk.eval import sample_files
     from difftk.eval.figures import sample_figure, save_png
+    from difftk.eval.generate import cycle_labels
     from difftk.eval.trained_model import load_trained_model
     from difftk.recipe import sampler_with_overrides
     from difftk.train.runtime import make_runtime
@@ -81,7 +81,7 @@ def sample(
     chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
     labels = None
     if classes and chosen.guidance != 0:  # guidance 0 samples unconditionally
-        labels = as_labels(list(label) if label else list(range(classes)), n, dev)
+        labels = cycle_labels(list(label) if label else list(range(classes)), n, dev)
     gen = torch.Generator(dev).manual_seed(seed)
     noise = torch.randn((n, *model.spec.shape), generator=gen, device=dev)
     result = chosen.sample(model.denoiser, noise, gen, labels)

@@ -9,13 +9,6 @@ from difftk.errors import DifftkError, RecipeError
 from difftk.recipe import Recipe, sampler_with_overrides
 
 
-def cycled_labels(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """n labels repeating ``labels`` (the held-out labels: the class mix of the data)."""
-    if labels is None or labels.numel() == 0:
-        return None
-    return labels.repeat(n // labels.numel() + 1)[:n]
-
-
 def speed_samplers(recipe: Recipe, names: list[str] | None = None, steps: int | None = None,
                    guidance: float | None = None) -> list:
     """The named samplers, or every installed one that can run on the recipe's schedule.
@@ -59,7 +52,7 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
     step) with ``sampler``; ``speed``: samplers to time; ``nll_samples``: held-out images
     the NLL bound scores (0: none); ``features``: learned feature extractors for FID/KID
     (eval/features.py). A class-conditional model draws the held-out labels."""
-    from difftk.eval.generate import generate, sampler_speed
+    from difftk.eval.generate import cycle_labels, generate, sampler_speed
     from difftk.eval.metrics import sample_metrics
 
     device = next(model.denoiser.parameters()).device
@@ -67,8 +60,9 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
     if features and data.kind != "image":
         raise DifftkError(f"FID on learned features needs image data, and this run's data "
                           f"are {data.kind}s")
-    labels = cycled_labels(data.heldout_labels, n) if model.spec.num_classes else None
-    labels = None if labels is None else labels.to(device)
+    labels = None
+    if model.spec.num_classes and data.heldout_labels is not None:
+        labels = cycle_labels(data.heldout_labels, n, device)  # the held-out class mix
     report: dict = {"step": model.step, "sampler": sampler.params() | {"name": sampler.name},
                     "samples": n}
     if metrics:
