@@ -28,22 +28,25 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
     return [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
 
 
-def distribute(model: nn.Module, strategy: str, runtime: Runtime) -> nn.Module:
+def distribute(model: nn.Module, strategy: str, runtime: Runtime, also=()) -> nn.Module:
     """The module the training forward pass goes through; ``model`` keeps the parameters
-    (for FSDP, sharded in place: call this before building the optimizer)."""
+    (for FSDP, sharded in place: call this before building the optimizer). Under FSDP the
+    modules ``also`` (the EMA copies) are sharded the same way, so averaging them is a
+    local operation on each process's shards."""
     if not runtime.distributed:
         return model
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for unit in shard_units(model):
-            fully_shard(unit)
-        fully_shard(model)
+        for module in (model, *also):
+            for unit in shard_units(module):
+                fully_shard(unit)
+            fully_shard(module)
         return model
     raise DifftkError(f'train.strategy "{strategy}" is not one of "ddp", "fsdp"')
 

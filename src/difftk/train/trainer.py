@@ -70,10 +70,10 @@ class Trainer:
         if self.scaler is not None and runtime.distributed and t.strategy == "fsdp":
             raise DifftkError("a loss-scaled precision (fp16) cannot run under "
                               'train.strategy = "fsdp"; use precision.name = "bf16"')
-        forward = distribute(self.model, t.strategy, runtime)
+        self.ema = EmaModel(self.model, p["ema"])  # before sharding: FSDP cannot be copied
+        forward = distribute(self.model, t.strategy, runtime, also=self.ema.shadows.values())
         self.optimizer = p["optimizer"].build(self.model.parameters())
         self.base_lr = p["optimizer"].lr
-        self.ema = EmaModel(self.model, p["ema"])
         self.guard = NanGuard.from_settings(t)
         forward = torch.compile(forward) if t.compile else forward
 
@@ -92,7 +92,8 @@ class Trainer:
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective, p["sampler"],
-                               self.data, self.spec, runtime)
+                               self.data, self.spec, runtime,
+                               lockstep=runtime.distributed and t.strategy == "fsdp")
         self.logger = RunLogger(self.run_dir / "tb", runtime.is_main and recipe.log.tensorboard)
 
     @property
