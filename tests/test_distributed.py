@@ -52,12 +52,12 @@ def _in_process(out, name, *extra, resume=False):
     return trainer
 
 
-def _losses(run_dir) -> dict[int, float]:
+def _losses(run_dir, tag="loss/train") -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
-    return {e.step: e.value for e in acc.Scalars("loss/train")}
+    return {e.step: e.value for e in acc.Scalars(tag)}
 
 
 def _weights(run_dir, step):
@@ -96,6 +96,9 @@ def test_two_processes_and_accumulation_match_one_process(runs):
     for step, loss in accum.items():
         assert loss == pytest.approx(one[step], rel=RTOL), step
     assert len(set(one.values())) == 6  # the steps differ: the comparison is not vacuous
+    # the validation loss, drawn in chunks shared out over the processes, is the same too
+    val_one, val_two = _losses(runs / "one", "loss/validation"), _losses(runs / "two", "loss/validation")
+    assert val_two[3] == pytest.approx(val_one[3], rel=RTOL)
     worst = _max_rel_diff(_weights(runs / "one", 3), _weights(runs / "two", 3))
     worst = max(worst, _max_rel_diff(_weights(runs / "one", 6), _weights(runs / "accum", 6)))
     print(f"max relative difference of weights, EMA and Adam moments: {worst:.2e}")
