@@ -31,8 +31,8 @@ def _sets(out, name, *extra):
     return [f'run.out_dir="{out}"', f'run.name="{name}"', *SMALL, *extra]
 
 
-def _torchrun(out, name, *extra, script=None, nproc=2):
-    args = []
+def _torchrun(out, name, *extra, script=None, nproc=2, resume=False):
+    args = ["--resume"] if resume else []
     for s in _sets(out, name, *extra):
         args += ["--set", s]
     target = [str(script)] if script else ["-m", "difftk"]
@@ -52,12 +52,12 @@ def _in_process(out, name, *extra, resume=False):
     return trainer
 
 
-def _losses(run_dir) -> dict[int, float]:
+def _losses(run_dir, tag="loss/train") -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
-    return {e.step: e.value for e in acc.Scalars("loss/train")}
+    return {e.step: e.value for e in acc.Scalars(tag)}
 
 
 def _weights(run_dir, step):
@@ -96,6 +96,9 @@ def test_two_processes_and_accumulation_match_one_process(runs):
     for step, loss in accum.items():
         assert loss == pytest.approx(one[step], rel=RTOL), step
     assert len(set(one.values())) == 6  # the steps differ: the comparison is not vacuous
+    # the validation loss, drawn in chunks shared out over the processes, is the same too
+    val_one, val_two = _losses(runs / "one", "loss/validation"), _losses(runs / "two", "loss/validation")
+    assert val_two[3] == pytest.approx(val_one[3], rel=RTOL)
     worst = _max_rel_diff(_weights(runs / "one", 3), _weights(runs / "two", 3))
     worst = max(worst, _max_rel_diff(_weights(runs / "one", 6), _weights(runs / "accum", 6)))
     print(f"max relative difference of weights, EMA and Adam moments: {worst:.2e}")
@@ -115,6 +118,19 @@ def test_a_two_process_checkpoint_resumes_on_one_process(runs, tmp_path):
     _max_rel_diff(_weights(runs / "one", 6), _weights(tmp_path / "two", 6))
     resumed = _losses(tmp_path / "two")
     one = _losses(runs / "one")
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(one[step], rel=RTOL), step
+
+
+def test_fsdp_resumes_a_ddp_checkpoint_and_matches_one_process(runs, tmp_path):
+    # FSDP2 on gloo (CPU): the checkpoint of 2 DDP processes is sharded on load, trained
+    # on, and gathered back into the same single files one process writes.
+    shutil.copytree(runs / "two", tmp_path / "two", symlinks=True)
+    args = ["train.steps=6", 'train.strategy="fsdp"']
+    res = _torchrun(tmp_path, "two", *args, resume=True)
+    assert res.returncode == 0, res.stderr
+    _max_rel_diff(_weights(runs / "one", 6), _weights(tmp_path / "two", 6))
+    one, resumed = _losses(runs / "one"), _losses(tmp_path / "two")
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(one[step], rel=RTOL), step
 
@@ -149,3 +165,26 @@ def test_a_failing_rank_ends_the_group_with_one_sentence(tmp_path):
     assert "error: rank 1 of 2: the disk of this node is full" in res.stderr
     assert "Traceback" not in res.stderr.split("error: rank 1 of 2")[0]
     assert time.perf_counter() - start < 120  # no hang until the group's timeout
+
+
+def test_memory_states_the_per_device_budget_of_a_sharded_run(root):
+    from difftk.train.memory import memory_report
+
+    report = memory_report(load_recipe(root / "recipes/toy2d.toml", ["model.width=64"], warn=False))
+    one = report.budget(False)
+    ddp = report.budget(False, world_size=8, strategy="ddp")
+    fsdp = report.budget(False, world_size=8, strategy="fsdp", accumulation=2)
+    assert ddp["master weights (fp32)"] == one["master weights (fp32)"]
+    assert ddp["activations"] == pytest.approx(one["activations"] / 8)
+    assert fsdp["optimizer moments (fp32)"] == pytest.approx(one["optimizer moments (fp32)"] / 8)
+    assert fsdp["activations"] == pytest.approx(one["activations"] / 16)
+    assert 0 < fsdp["gathered unit (fsdp)"] <= one["master weights (fp32)"]
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+
+    res = CliRunner().invoke(app, ["memory", str(root / "recipes/toy2d.toml"), "--set",
+                                   'train.strategy="fsdp"', "--world-size", "8"])
+    assert res.exit_code == 0, res.output
+    assert "per device: 8 device(s), train.strategy = fsdp" in res.output
+    assert "gathered unit (fsdp)" in res.output

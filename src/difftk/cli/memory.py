@@ -23,6 +23,9 @@ def memory(
     checkpoint_factor: Annotated[float, typer.Option(
         min=1.0, help="c in the seed's A/c for activation checkpointing, when the architecture "
                       "cannot measure it.")] = 4.0,
+    world_size: Annotated[int, typer.Option(
+        min=1, help="Processes (devices) the run spreads over: the budget is per device, "
+                    "with train.strategy and train.grad_accumulation.")] = 1,
 ):
     """Print the memory budget (weights, gradients, optimizer moments, activations) and the measured peak."""
     from difftk.recipe import load_recipe
@@ -32,18 +35,24 @@ def memory(
     report = memory_report(r, batch_size)
     ck = report.measured_checkpointed
     c = report.activation_bytes / max(ck.saved_bytes, 1) if ck is not None else checkpoint_factor
-    columns = [("fp32", report.budget(False)), ("bf16/fp16", report.budget(True)),
-               ("fp32+ckpt", report.budget(False, c)), ("mixed+ckpt", report.budget(True, c))]
+    spread = {"world_size": world_size, "strategy": r.train.strategy,
+              "accumulation": r.train.grad_accumulation}
+    columns = [("fp32", report.budget(False, **spread)), ("bf16/fp16", report.budget(True, **spread)),
+               ("fp32+ckpt", report.budget(False, c, **spread)),
+               ("mixed+ckpt", report.budget(True, c, **spread))]
     typer.echo(f"{r.parts['model'].name}: {report.parameters:,} parameters, W = "
                f"{report.weight_bytes / 2**20:.2f} MiB; optimizer {r.parts['optimizer'].name}; "
                f"batch {report.batch_size}")
+    if world_size > 1 or r.train.grad_accumulation > 1:
+        typer.echo(f"per device: {world_size} device(s), train.strategy = {r.train.strategy}, "
+                   f"micro-batch {report.batch_size // (world_size * r.train.grad_accumulation)}")
     typer.echo(f"{'':28s}" + "".join(f"{name:>15s}" for name, _ in columns))
     for row in columns[0][1]:
         typer.echo(f"{row:28s}" + "".join(f"{_mb(col[row]):>15s}" for _, col in columns))
-    est = columns[0][1]["total"]
+    est = report.budget(False)["total"]
     peak = report.measured.peak_bytes
     typer.echo(f"measured peak, fp32, one real training step:  {_mb(peak).strip()} "
-               f"(estimate {100 * (est - peak) / peak:+.1f}%)")
+               f"(one device, whole batch; estimate {100 * (est - peak) / peak:+.1f}%)")
     if ck is not None:
         typer.echo(f"measured peak, fp32, with checkpointing:     {_mb(ck.peak_bytes).strip()} "
                    f"(c = {c:.2f} from the activations saved with and without)")

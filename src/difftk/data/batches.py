@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from difftk.data.dataset import DataBundle
+from difftk.errors import DifftkError
 
 # Below this share of free GPU memory, "auto" keeps the training set on the device.
 DEVICE_SHARE = 0.25
@@ -75,6 +76,18 @@ def gather(data: Tensor, labels: Tensor | None, plan: BatchPlan, k: int,
         mask = mask[part].to(data.device).view(-1, *[1] * (x.dim() - 1))
         x = torch.where(mask, x.flip(-1), x)
     return x, labels[idx] if labels is not None else None
+
+
+def split_batch(batch_size: int, n_items: int, world_size: int, accumulation: int) -> int:
+    """The global batch (at most the training set), once it splits evenly into world_size
+    processes x accumulation micro-batches."""
+    batch_size = min(batch_size, n_items)
+    parts = world_size * accumulation
+    if batch_size % parts:
+        raise DifftkError(f"train.batch_size {batch_size} (the global batch) does not split into "
+                          f"{world_size} process(es) x train.grad_accumulation {accumulation} equal "
+                          f"micro-batches; make it a multiple of {parts}")
+    return batch_size
 
 
 def rank_slice(batch_size: int, part: int, parts: int) -> slice:

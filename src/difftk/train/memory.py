@@ -28,6 +28,7 @@ from torch.utils._pytree import tree_flatten
 
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.train.strategy import shard_units
 
 
 def _storage_key(t: torch.Tensor) -> int:
@@ -93,14 +94,27 @@ class MemoryReport:
     measured: StepMeasurement  # fp32, no checkpointing
     measured_checkpointed: StepMeasurement | None  # the architecture's `checkpoint = true`
 
-    def budget(self, mixed: bool, checkpoint_factor: float = 1.0) -> dict[str, float]:
-        """Seed 001 §12.5 budget in bytes, by component."""
-        w, a = self.weight_bytes, self.activation_bytes
-        rows = {"master weights (fp32)": w,
-                "low-precision weight copy": w / 2 if mixed else 0.0,
-                "gradients": w / 2 if mixed else w,
-                "optimizer moments (fp32)": self.optimizer_bytes,
+    largest_unit_bytes: int = 0  # fp32 weights of the largest FSDP unit (train/strategy.py)
+
+    def budget(self, mixed: bool, checkpoint_factor: float = 1.0, world_size: int = 1,
+               strategy: str = "ddp", accumulation: int = 1) -> dict[str, float]:
+        """Seed 001 §12.5 budget in bytes per device, by component.
+
+        Each device's activations are those of its micro-batch, batch / (world size x
+        accumulation). Under ``fsdp`` weights, gradients and moments are split over the
+        devices, and each device also holds the largest unit's weights, gathered whole for
+        its forward and backward; under ``ddp`` every device holds them all (its gradient
+        buckets are views of the gradients: no second copy).
+        """
+        w, a = self.weight_bytes, self.activation_bytes / (world_size * accumulation)
+        shard = world_size if strategy == "fsdp" else 1
+        rows = {"master weights (fp32)": w / shard,
+                "low-precision weight copy": w / 2 / shard if mixed else 0.0,
+                "gradients": (w / 2 if mixed else w) / shard,
+                "optimizer moments (fp32)": self.optimizer_bytes / shard,
                 "activations": (a / 2 if mixed else a) / checkpoint_factor}
+        if strategy == "fsdp" and world_size > 1:
+            rows["gathered unit (fsdp)"] = self.largest_unit_bytes * (1.5 if mixed else 1.0)
         rows["total"] = sum(rows.values())
         return rows
 
@@ -160,10 +174,13 @@ def memory_report(recipe: Recipe, batch_size: int | None = None,
         checkpointed = measure_step(ck_recipe, spec, x0, labels, device)
     model = assemble(recipe, spec, device).denoiser
     params = sum(p.numel() for p in model.parameters())
+    units = shard_units(model) or [model]
+    largest_unit = max(sum(p.numel() * 4 for p in u.parameters()) for u in units)
     weight_bytes = sum(p.numel() * 4 for p in model.parameters())
     optimizer = recipe.parts["optimizer"].build(model.parameters())
     opt_bytes = _optimizer_state_bytes(model, optimizer)
-    return MemoryReport(params, weight_bytes, opt_bytes, plain.saved_bytes, batch, plain, checkpointed)
+    return MemoryReport(params, weight_bytes, opt_bytes, plain.saved_bytes, batch, plain, checkpointed,
+                        largest_unit)
 
 
 def _optimizer_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

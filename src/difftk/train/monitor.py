@@ -27,16 +27,23 @@ VALIDATION_SEED = 12345  # the same validation draws at every evaluation
 CHUNK = 256  # items per chunk of validation or sampling work
 
 
-def chunks(n: int, runtime: Runtime) -> list[tuple[int, slice]]:
-    """(index, items) of the chunks of n items that this process works on."""
-    return [(c, slice(c * CHUNK, min(n, (c + 1) * CHUNK)))
-            for c in range(runtime.rank, -(-n // CHUNK), runtime.world_size)]
+def chunks(n: int, runtime: Runtime, lockstep: bool = False) -> list[tuple[int | None, slice]]:
+    """(index, items) of the chunks of n items that this process works on. In ``lockstep``
+    (FSDP: each forward pass gathers the weights with every process) a process with one
+    chunk fewer than the others repeats chunk 0 with index None, whose result is dropped."""
+    count = -(-n // CHUNK)
+    mine = [(c, slice(c * CHUNK, min(n, (c + 1) * CHUNK)))
+            for c in range(runtime.rank, count, runtime.world_size)]
+    if lockstep and len(mine) < -(-count // runtime.world_size):
+        mine.append((None, slice(0, min(n, CHUNK))))
+    return mine
 
 
 class Monitor:
     def __init__(self, model, ema_module, objective, sampler, data: DataBundle, spec: DataSpec,
-                 runtime: Runtime):
+                 runtime: Runtime, lockstep: bool = False):
         self.model, self.ema_module, self.objective = model, ema_module, objective
+        self.lockstep = lockstep
         self.sampler, self.data, self.spec = sampler, data, spec
         self.runtime, self.device = runtime, runtime.device
 
@@ -47,10 +54,10 @@ class Monitor:
         gen = torch.Generator(self.device)
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for c, items in chunks(x.shape[0], self.runtime):
-            gen.manual_seed(mix_seed(VALIDATION_SEED, c))
+        for c, items in chunks(x.shape[0], self.runtime, self.lockstep):
+            gen.manual_seed(mix_seed(VALIDATION_SEED, c or 0))
             per_sample, _ = self.objective(self.model, x[items].to(self.device), None, gen)
-            total += per_sample.sum()
+            total += per_sample.sum() if c is not None else 0.0
         self.model.train()
         return float(self.runtime.sum_(total)) / x.shape[0]
 
@@ -61,11 +68,13 @@ class Monitor:
         if labels is None and self.spec.num_classes:
             labels = torch.arange(n, device=self.device) % self.spec.num_classes
         out = torch.zeros((n, *self.spec.shape), device=self.device)
-        for c, items in chunks(n, self.runtime):
+        for c, items in chunks(n, self.runtime, self.lockstep):
             part = None if labels is None else labels[items]
-            out[items] = generate(self.sampler, self.ema_module, items.stop - items.start,
-                                  self.spec.shape, self.device, mix_seed(seed, c), part,
-                                  batch_size=CHUNK).x.float()
+            x = generate(self.sampler, self.ema_module, items.stop - items.start,
+                         self.spec.shape, self.device, mix_seed(seed, c or 0), part,
+                         batch_size=CHUNK).x.float()
+            if c is not None:
+                out[items] = x
         return self.runtime.sum_(out)  # each item is non-zero on one process only
 
     @torch.no_grad()

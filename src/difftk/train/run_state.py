@@ -140,8 +140,7 @@ class RunState:
         streams run on and the counters go on (the NaN guard's restore)."""
         try:
             load_full_state_dict(self.model, ck.tensors["model"])
-            self.ema.load_state_dict(ck.tensors["ema"])
-            self.ema.load_extra_state_dict(ck.tensors.get("ema_extra", {}))
+            self._load_ema(ck.tensors["ema"], ck.tensors.get("ema_extra", {}))
             self.optimizer.load_state_dict(shard_optimizer_state(
                 self.optimizer,
                 ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"])))
@@ -162,6 +161,17 @@ class RunState:
                 torch.manual_seed(self.runtime.seed(self.recipe.run.seed) + ck.step)
             self.guard.load_state_dict(ck.state.get("nan_guard", {}))
         self.step = ck.step
+
+    def _load_ema(self, sampled: dict, extra: dict) -> None:
+        """The sampled EMA copy and every further profile (keys ``<profile>/<name>`` in
+        ``ema_extra``), sharded where the run is."""
+        names = list(self.ema.shadows)
+        groups = {name: {} for name in names[1:]}
+        for key, value in extra.items():
+            name, _, rest = key.partition("/")
+            groups.setdefault(name, {})[rest] = value
+        for name in names:
+            load_full_state_dict(self.ema.shadows[name], sampled if name == names[0] else groups[name])
 
     def save_snapshot(self) -> Path | None:
         """Raw weights and every EMA profile under snapshots/<step>/, for post-hoc EMA

@@ -39,17 +39,22 @@ class Runtime:
         """The seed of this rank's own random stream (what the network draws, e.g. dropout)."""
         return base + 1000003 * self.rank
 
+    @property
+    def alone(self) -> bool:
+        """One process in all: every collective is the identity (and costs nothing)."""
+        return not self.distributed or self.world_size == 1
+
     def describe(self) -> str:
         return f"rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
 
     # ---------------------------------------------------------------- collectives
     def barrier(self) -> None:
-        if self.distributed:
+        if not self.alone:
             dist.barrier()
 
     def all_true(self, flag: torch.Tensor | bool) -> bool:
         """Whether ``flag`` holds on every rank (one host sync)."""
-        if not self.distributed:
+        if self.alone:
             return bool(flag)
         t = torch.as_tensor(flag, device=self.device).to(torch.int32).reshape(1)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -60,13 +65,13 @@ class Runtime:
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
         """Sum ``t`` over the ranks, in place."""
-        if self.distributed:
+        if not self.alone:
             dist.all_reduce(t)
         return t
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         """Every rank's ``t`` (the same shape on each), concatenated in rank order."""
-        if not self.distributed:
+        if self.alone:
             return t
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
         dist.all_gather(parts, t.contiguous())

@@ -18,6 +18,7 @@ import contextlib
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from difftk.errors import DifftkError
 from difftk.train.runtime import Runtime
@@ -28,22 +29,45 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
     return [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
 
 
-def distribute(model: nn.Module, strategy: str, runtime: Runtime) -> nn.Module:
+def check_strategy(strategy: str, runtime: Runtime, loss_scaled: bool) -> None:
+    """Refuse, with a sentence, what the strategy cannot run."""
+    if loss_scaled and runtime.distributed and strategy == "fsdp":
+        # the scaler would see only this process's shards overflow, and processes would
+        # disagree on skipping a step
+        raise DifftkError('a loss-scaled precision (fp16) cannot run under train.strategy = '
+                          '"fsdp"; use precision.name = "bf16"')
+
+
+class DenoiserDataParallel(DistributedDataParallel):
+    """DistributedDataParallel that also answers the denoiser's own attributes (schedule,
+    target, variance), which the losses read from the module they were computed with."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":  # not set yet (inside DDP's own constructor)
+                raise
+            return getattr(self.module, name)
+
+
+def distribute(model: nn.Module, strategy: str, runtime: Runtime, also=()) -> nn.Module:
     """The module the training forward pass goes through; ``model`` keeps the parameters
-    (for FSDP, sharded in place: call this before building the optimizer)."""
+    (for FSDP, sharded in place: call this before building the optimizer). Under FSDP the
+    modules ``also`` (the EMA copies) are sharded the same way, so averaging them is a
+    local operation on each process's shards."""
     if not runtime.distributed:
         return model
     if strategy == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DenoiserDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for unit in shard_units(model):
-            fully_shard(unit)
-        fully_shard(model)
+        for module in (model, *also):
+            for unit in shard_units(module):
+                fully_shard(unit)
+            fully_shard(module)
         return model
     raise DifftkError(f'train.strategy "{strategy}" is not one of "ddp", "fsdp"')
 

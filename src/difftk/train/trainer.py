@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from difftk.analysis.run_figures import log_run_figures
-from difftk.data.batches import batch_stream
-from difftk.errors import DifftkError
+from difftk.data.batches import batch_stream, split_batch
 from difftk.optim.ema import EmaModel
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
@@ -34,24 +33,14 @@ from difftk.train.run_logger import RunLogger
 from difftk.train.run_state import RunState, check_resumable, checkpoint_to_resume
 from difftk.train.runtime import Runtime
 from difftk.train.step import OptimisationStep, StepResult
-from difftk.train.strategy import distribute
-
-
-def check_batch_split(batch_size: int, world_size: int, accumulation: int) -> int:
-    """The global batch, once it splits evenly into world_size x accumulation micro-batches."""
-    parts = world_size * accumulation
-    if batch_size % parts:
-        raise DifftkError(f"train.batch_size {batch_size} (the global batch) does not split into "
-                          f"{world_size} process(es) x train.grad_accumulation {accumulation} equal "
-                          f"micro-batches; make it a multiple of {parts}")
-    return batch_size
+from difftk.train.strategy import check_strategy, distribute
 
 
 class Trainer:
     def __init__(self, recipe: Recipe, runtime: Runtime, resume: bool = False,
                  progress: bool = True):
         self.runtime = runtime
-        self.device = device = runtime.device
+        self.device = runtime.device
         self.progress = progress
         self.run_dir = Path(recipe.run.out_dir) / recipe.run.name
         resume_from = checkpoint_to_resume(self.run_dir, resume)
@@ -61,45 +50,54 @@ class Trainer:
         if resume_from is not None:
             check_resumable(resume_from, recipe)
         self.recipe = recipe
-        t = recipe.train
-        global_batch = check_batch_split(min(t.batch_size, self.data.train.shape[0]),
-                                         runtime.world_size, t.grad_accumulation)
         self.spec = data_spec(recipe, self.data)
-        self.asm = assemble(recipe, self.spec, device)
-        torch.manual_seed(runtime.seed(recipe.run.seed))  # this rank's stream (dropout)
-        self.model = self.asm.denoiser
-        load_initial_weights(self.asm)  # train.init_from, before the EMA copies the weights
-        p = recipe.parts
-        self.precision = p["precision"]
-        self.precision.prepare(device, self.model)  # backend flags; refuses what cannot run
-        self.scaler = self.precision.make_scaler(device)
-        if self.scaler is not None and runtime.distributed and t.strategy == "fsdp":
-            raise DifftkError("a loss-scaled precision (fp16) cannot run under "
-                              'train.strategy = "fsdp"; use precision.name = "bf16"')
-        forward = distribute(self.model, t.strategy, runtime)
-        self.optimizer = p["optimizer"].build(parameter_groups(self.model))
-        self.base_lr = p["optimizer"].lr
-        self.ema = EmaModel(self.model, p["ema"])
-        self.guard = NanGuard.from_settings(t)
-        forward = torch.compile(forward) if t.compile else forward
-
-        self.batches = batch_stream(self.data, t.batch_size, recipe.run.seed + 1, device,
-                                    runtime.rank, runtime.world_size)
-        noise = StepNoise(recipe.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
-                          p["schedule"], t.label_dropout if self.spec.num_classes else 0.0,
-                          device, self.data.train.dtype)
-        self.optimisation_step = OptimisationStep(
-            self.model, forward, self.asm.objective, self.optimizer, self.precision, self.scaler,
-            p["clipping"], self.ema, self.guard, self.spec.num_classes, noise, runtime,
-            t.grad_accumulation)
+        forward = self._build_network()
+        self._build_step(forward)
         self.state = RunState(self.run_dir, recipe, self.spec, self.data.kind, runtime,
                               self.model, self.ema, self.optimizer, self.scaler, self.guard,
                               self.batches)
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
-        self.monitor = Monitor(self.model, self.ema.module, self.asm.objective, p["sampler"],
-                               self.data, self.spec, runtime)
+        self.monitor = Monitor(self.model, self.ema.module, self.asm.objective,
+                               recipe.parts["sampler"], self.data, self.spec, runtime,
+                               lockstep=runtime.distributed and recipe.train.strategy == "fsdp")
         self.logger = RunLogger(self.run_dir / "tb", runtime.is_main and recipe.log.tensorboard)
+
+    def _build_network(self):
+        """The denoiser, its EMA copies, precision policy and optimizer, spread over the
+        processes by ``train.strategy``; returns the module the training forward goes through."""
+        r, runtime, device = self.recipe, self.runtime, self.device
+        p = r.parts
+        self.asm = assemble(r, self.spec, device)
+        torch.manual_seed(runtime.seed(r.run.seed))  # this rank's own stream (dropout)
+        self.model = self.asm.denoiser
+        load_initial_weights(self.asm)  # train.init_from, before the EMA copies the weights
+        self.precision = p["precision"]
+        self.precision.prepare(device, self.model)  # backend flags; refuses what cannot run
+        self.scaler = self.precision.make_scaler(device)
+        check_strategy(r.train.strategy, runtime, loss_scaled=self.scaler is not None)
+        self.ema = EmaModel(self.model, p["ema"])  # before sharding: FSDP cannot be copied
+        forward = distribute(self.model, r.train.strategy, runtime, also=self.ema.shadows.values())
+        self.optimizer = p["optimizer"].build(parameter_groups(self.model))
+        self.base_lr = p["optimizer"].lr
+        return torch.compile(forward) if r.train.compile else forward
+
+    def _build_step(self, forward) -> None:
+        """This process's batches, the step's noise and the optimisation step."""
+        r, runtime = self.recipe, self.runtime
+        t, p = r.train, r.parts
+        global_batch = split_batch(t.batch_size, self.data.train.shape[0], runtime.world_size,
+                                   t.grad_accumulation)
+        self.guard = NanGuard.from_settings(t)
+        self.batches = batch_stream(self.data, t.batch_size, r.run.seed + 1, self.device,
+                                    runtime.rank, runtime.world_size)
+        noise = StepNoise(r.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
+                          p["schedule"], t.label_dropout if self.spec.num_classes else 0.0,
+                          self.device, self.data.train.dtype)
+        self.optimisation_step = OptimisationStep(
+            self.model, forward, self.asm.objective, self.optimizer, self.precision, self.scaler,
+            p["clipping"], self.ema, self.guard, self.spec.num_classes, noise, runtime,
+            t.grad_accumulation)
 
     @property
     def step(self) -> int:
