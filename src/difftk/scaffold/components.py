@@ -153,7 +153,7 @@ SAMPLERS = '''import torch
 
 import difftk
 from difftk import hookimpl
-from difftk.diffusion.sampler import finite_sigmas
+from difftk.diffusion.sampler import finite_sigmas, report
 
 
 class {class_name}(difftk.Sampler):
@@ -161,14 +161,18 @@ class {class_name}(difftk.Sampler):
 
     name = "{component}"
 
-    def solve(self, model, noise, grid, generator):
-        # x = x_t / alpha and sigma = EDM sigma: dx/dsigma = (x - D(x; sigma)) / sigma.
-        sigmas = finite_sigmas(grid)
+    def solve(self, model, noise, grid, generator, callback=None):
+        # x = x_t / alpha and sigma = EDM sigma: dx/dsigma = (x - D(x; sigma)) / sigma. The
+        # model takes x_t at one level of the schedule (alpha, sigma) and returns its x0 estimate.
+        sigmas = finite_sigmas(grid).tolist()
         times = None if grid.t is None else grid.t.tolist()
         x = noise.to(torch.float64) * sigmas[0]
         for i in range(len(sigmas) - 1):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            denoised = model.edm(x, s, None if times is None else times[i]).to(torch.float64)
+            s, s_next = sigmas[i], sigmas[i + 1]
+            level = grid.level_at_sigma_edm(s, None if times is None else times[i])
+            x_t = level.alpha * x
+            denoised = model(x_t, level).x0.to(torch.float64)
+            report(callback, i, x_t, level, denoised)
             x = x + (s_next - s) * (x - denoised) / s
         return x  # at sigma = 0, x is the sample x0
 '''
@@ -320,6 +324,28 @@ class {class_name}(difftk.Dataset):
         return DataBundle(train=x[: self.n], heldout=x[self.n:], kind="vector")
 '''
 
+LR_SCHEDULES = '''import math
+
+from pydantic import Field
+
+import difftk
+from difftk import hookimpl
+
+
+class {class_name}(difftk.LrSchedule):
+    """Linear warm-up, then exponential decay by ``gamma`` per 1,000 steps (a smooth StepLR)."""
+
+    name = "{component}"
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up length in steps")
+    gamma: float = Field(0.5, gt=0, le=1, description="factor per 1,000 steps after warm-up")
+
+    def factor(self, clock) -> float:
+        # A pure function of the step: a resumed run continues the same curve.
+        if self.warmup_steps and clock.step < self.warmup_steps:
+            return (clock.step + 1) / self.warmup_steps
+        return math.pow(self.gamma, (clock.step - self.warmup_steps) / 1000)
+'''
+
 # family -> (what the package adds, module body)
 COMPONENTS: dict[str, tuple[str, str]] = {
     "architectures": ("a network architecture", ARCHITECTURES),
@@ -333,6 +359,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "clipping": ("a gradient clipping rule", CLIPPING),
     "ema": ("an EMA decay rule", EMA),
     "optimizers": ("an optimizer", OPTIMIZERS),
+    "lr_schedules": ("a learning-rate schedule", LR_SCHEDULES),
     "datasets": ("a data set", DATASETS),
 }
 
