@@ -2,6 +2,7 @@
 folder drives diffusers' pipelines, diffusers' network trains under difftk's recipes, and
 train.init_from starts a run from a checkpoint's or a folder's weights."""
 
+import hashlib
 import json
 
 import pytest
@@ -48,6 +49,10 @@ def small_run(tmp_path_factory):
     ema = {k: torch.randn(v.shape, generator=gen) * 0.1 for k, v in
            load_file(str(ckpt / "ema.safetensors")).items()}
     save_file(ema, str(ckpt / "ema.safetensors"))
+    state = json.loads((ckpt / "state.json").read_text())  # the new file's checksum
+    digest = hashlib.sha256((ckpt / "ema.safetensors").read_bytes()).hexdigest()
+    state["files"]["ema.safetensors"] = f"sha256:{digest}"
+    (ckpt / "state.json").write_text(json.dumps(state))
     return out / "small"
 
 
