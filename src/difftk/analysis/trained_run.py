@@ -65,7 +65,7 @@ def load_trained_run(path, device: str = "auto", use_ema: bool = True,
                      max_samples: int | None = None) -> TrainedRun:
     """Restore a checkpoint (run directory, checkpoints/latest or a step directory)."""
     from difftk.train.checkpoint import resolve_checkpoint_dir
-    from difftk.train.restore import restore
+    from difftk.train.assemble import restore
     from difftk.train.runtime import make_runtime
 
     dev = make_runtime(device).device
