@@ -30,6 +30,7 @@ _LAZY = {
     "Ema": "difftk.optim.ema",
     "Optimizer": "difftk.optim.optimizer",
     "Dataset": "difftk.data.dataset",
+    "Logger": "difftk.logger",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

@@ -74,3 +74,8 @@ def register_datasets(register):
 @hookspec
 def register_optimizers(register):
     """Register optimizers: subclasses of ``difftk.Optimizer``."""
+
+
+@hookspec
+def register_loggers(register):
+    """Register logging backends (listed in ``log.backends``): subclasses of ``difftk.Logger``."""

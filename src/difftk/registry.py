@@ -49,6 +49,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.clipping",
     "difftk.plugins.ema",
     "difftk.plugins.optimizers",
+    "difftk.plugins.loggers",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",

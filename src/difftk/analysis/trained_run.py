@@ -64,8 +64,8 @@ class TrainedRun:
 def load_trained_run(path, device: str = "auto", use_ema: bool = True,
                      max_samples: int | None = None) -> TrainedRun:
     """Restore a checkpoint (run directory, checkpoints/latest or a step directory)."""
-    from difftk.train.checkpoint import resolve_checkpoint_dir
     from difftk.train.assemble import restore
+    from difftk.train.checkpoint import resolve_checkpoint_dir
     from difftk.train.runtime import make_runtime
 
     dev = make_runtime(device).device
@@ -91,7 +91,7 @@ def log_analysis_figure(run: TrainedRun, name: str, image: np.ndarray) -> Path |
         return None
     from difftk.train.run_logger import RunLogger
 
-    logger = RunLogger(run.run_dir / "tb", enabled=True)
+    logger = RunLogger.for_recipe(run.recipe, run.run_dir, enabled=True)
     logger.image(f"analysis/{name}", image, run.step)
     logger.close()
     return run.run_dir / "tb"

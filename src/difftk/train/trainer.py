@@ -95,7 +95,7 @@ class Trainer:
             self.state.load(resume_from, streams=True)
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective, p["sampler"],
                                self.data, self.spec, runtime)
-        self.logger = RunLogger(self.run_dir / "tb", runtime.is_main and recipe.log.tensorboard)
+        self.logger = RunLogger.for_recipe(recipe, self.run_dir, runtime.is_main)
 
     @property
     def step(self) -> int:
