@@ -61,6 +61,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.datasets.npz",
     "difftk.plugins.datasets.folder",
     "difftk.plugins.datasets.cifar10",
+    "difftk.plugins.datasets.hf_datasets",
 )
 
 
