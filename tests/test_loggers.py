@@ -100,10 +100,12 @@ def test_tensorboard_false_drops_it_from_the_backends(root, tmp_path):
 
 def test_wandb_offline_run(root, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
+    # mode in the entry, not only $WANDB_MODE: wandb reads the environment once a process
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run = _train(root, tmp_path, 'log.backends=["jsonl", {name = "wandb", project = "tiny"}]')
+    run = _train(root, tmp_path, 'log.backends=["jsonl", {name = "wandb", project = "tiny", '
+                                 'mode = "offline"}]')
     run_id = (run / "wandb-run-id").read_text()
     offline = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(offline) == 1, list((run / "wandb").iterdir())

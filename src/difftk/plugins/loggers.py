@@ -148,11 +148,18 @@ class WandbWriter(LogWriter):
         id_file = run.run_dir / "wandb-run-id"
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
-        self.run = wandb.init(
-            project=settings.project, entity=settings.entity, group=settings.group,
-            tags=settings.tags or None, name=run.name, config=run.config, id=run_id,
-            resume="allow", dir=str(run.run_dir), mode=settings.mode,
-            settings=wandb.Settings(console="off", silent=True))
+        try:
+            self.run = wandb.init(
+                project=settings.project, entity=settings.entity, group=settings.group,
+                tags=settings.tags or None, name=run.name, config=run.config, id=run_id,
+                resume="allow", dir=str(run.run_dir), mode=settings.mode,
+                settings=wandb.Settings(console="off", silent=True))
+        except wandb.errors.Error as exc:
+            from difftk.errors import DifftkError
+
+            raise DifftkError(f"wandb could not start a run ({exc}); log in with wandb login, "
+                              'or set mode = "offline" in the wandb entry of log.backends') \
+                from None
         self.last_step = 0
 
     def _log(self, data: dict[str, Any], step: int) -> None:
