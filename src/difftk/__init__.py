@@ -31,6 +31,7 @@ _LAZY = {
     "Optimizer": "difftk.optim.optimizer",
     "LrSchedule": "difftk.optim.lr_schedule",
     "Dataset": "difftk.data.dataset",
+    "Logger": "difftk.logger",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

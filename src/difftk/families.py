@@ -16,6 +16,7 @@ class Family:
     base: str  # "module:Class" of the base class every member subclasses
     default: str | None  # part used when the recipe has no such section
     noun: str  # "a weighting", for sentences
+    names_field: str = "name"  # the section's field naming the part ("backends": a list of them)
 
     def base_class(self) -> type:
         module, cls = self.base.split(":")
@@ -41,7 +42,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("optimizers", "optimizer", "difftk.optim.optimizer:Optimizer", "adam", "optimizer"),
     Family("lr_schedules", "lr_schedule", "difftk.optim.lr_schedule:LrSchedule", "constant",
            "learning-rate schedule"),
+    Family("loggers", "log", "difftk.logger:Logger", "tensorboard", "logger", "backends"),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}
-BY_SECTION = {f.section: f for f in FAMILIES}
+# Sections that hold one part, named by ``name``.
+BY_SECTION = {f.section: f for f in FAMILIES if f.names_field == "name"}

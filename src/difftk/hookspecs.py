@@ -79,3 +79,8 @@ def register_optimizers(register):
 @hookspec
 def register_lr_schedules(register):
     """Register learning-rate schedules: subclasses of ``difftk.LrSchedule``."""
+
+
+@hookspec
+def register_loggers(register):
+    """Register logging backends (listed in ``log.backends``): subclasses of ``difftk.Logger``."""

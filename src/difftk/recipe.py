@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from difftk.diffusion.table_rule import table_problems
 from difftk.errors import DifftkError, RecipeError, UnknownComponentError, quoted, with_article
-from difftk.families import BY_SECTION, FAMILIES
+from difftk.families import BY_NAME, BY_SECTION, FAMILIES
 from difftk.plugin_guard import component_boundary
 
 # The devices a run can train on; torch also parses "meta", "mps", "vulkan", ..., on which
@@ -118,16 +118,27 @@ class LogSection(_Section):
     keep_last: int = Field(3, ge=1, description="checkpoints kept on disk")
     num_samples: int = Field(64, ge=1, le=10_000, description="samples in each grid (at most "
                              "10,000: a grid is drawn as one batch)")
-    tensorboard: bool = Field(True, description="write TensorBoard events")
+    backends: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: [BY_NAME["loggers"].default], max_length=16,
+        description='loggers every record goes to: names ("tensorboard", "jsonl", "csv", '
+        '"wandb") or tables {name = "wandb", project = "..."}; [] logs nothing')
+    tensorboard: bool = Field(True, description="false: no TensorBoard events even where "
+                              "backends lists tensorboard (a switch for tests and sweeps)")
     eval_every: int = Field(0, ge=0, description="sample metrics (pixel FID, KID; energy and "
                             "sliced Wasserstein for 2-D data) of the EMA model vs held-out data")
     eval_samples: int = Field(500, ge=2, le=1_000_000, description="samples drawn for each "
                               "evaluation")
 
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        """--set log.backends=jsonl means ["jsonl"]."""
+        return [value] if isinstance(value, str) else value
+
 
 SETTINGS: dict[str, type[_Section]] = {"run": RunSection, "train": TrainSection,
                                        "log": LogSection}
-COMPONENT_SECTIONS = [f.section for f in FAMILIES]
+COMPONENT_SECTIONS = list(BY_SECTION)
 
 
 @dataclass
@@ -154,6 +165,46 @@ class Recipe:
 
     def with_parts(self, **updates) -> Recipe:
         return Recipe(self.run, self.train, self.log, {**self.parts, **updates})
+
+    def loggers(self, registry=None) -> list[Any]:
+        """The logger components that ``log.backends`` lists (validated)."""
+        from difftk.registry import default_registry
+
+        parts, problems = logger_parts(self.log, registry or default_registry())
+        if problems:
+            raise RecipeError(problems)
+        return parts
+
+
+def logger_parts(log: LogSection, registry) -> tuple[list[Any], list[tuple[str, str]]]:
+    """log.backends as logger components, and the problems with its entries."""
+    family = BY_NAME["loggers"]
+    parts: list[Any] = []
+    problems: list[tuple[str, str]] = []
+    for index, item in enumerate(log.backends):
+        path = f"log.{family.names_field}.{index}"
+        raw = {"name": item} if isinstance(item, str) else dict(item)
+        name = raw.pop("name", None)
+        if not isinstance(name, str):
+            problems.append((path, f'must name {with_article(family.noun)} ("jsonl", or a table '
+                                   f'{{name = "wandb", ...}})'))
+            continue
+        try:
+            entry = registry.get(family.name, name)
+        except UnknownComponentError as exc:
+            problems.append((path, str(exc)))
+            continue
+        if any(p.name == name for p in parts):
+            problems.append((path, f"lists {quoted(name)} a second time"))
+            continue
+        try:
+            with component_boundary(entry, "checking its parameters"):
+                parts.append(entry.cls.model_validate(raw))
+        except ValidationError as exc:
+            problems += _errors(exc, path, entry.cls)
+        except DifftkError as exc:
+            problems.append((path, str(exc)))
+    return parts, problems
 
 
 def parse_value(raw: str) -> Any:
@@ -314,8 +365,12 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
             settings[section] = cls.model_validate(raw)
         except ValidationError as exc:
             problems += _errors(exc, section, cls)
+    if "log" in settings:
+        problems += logger_parts(settings["log"], registry)[1]
     parts: dict[str, Any] = {}
     for family in FAMILIES:
+        if family.section not in BY_SECTION:
+            continue  # a list in a settings section (log.backends), checked above
         raw = data.get(family.section)
         if raw is None:
             if family.default is None:

@@ -50,6 +50,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.ema",
     "difftk.plugins.optimizers",
     "difftk.plugins.lr_schedules",
+    "difftk.plugins.loggers",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",
@@ -61,6 +62,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.datasets.npz",
     "difftk.plugins.datasets.folder",
     "difftk.plugins.datasets.cifar10",
+    "difftk.plugins.datasets.hf_datasets",
 )
 
 

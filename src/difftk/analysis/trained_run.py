@@ -91,7 +91,7 @@ def log_analysis_figure(run: TrainedRun, name: str, image: np.ndarray) -> Path |
         return None
     from difftk.train.run_logger import RunLogger
 
-    logger = RunLogger(run.run_dir / "tb", enabled=True)
+    logger = RunLogger.for_recipe(run.recipe, run.run_dir, enabled=True)
     logger.image(f"analysis/{name}", image, run.step)
     logger.close()
     return run.run_dir / "tb"

@@ -62,6 +62,7 @@ def scaffold_plugin(name: str, family: str, dest: Path) -> Path:
     values = {"distribution": names.distribution, "package": names.package,
               "component": names.component, "class_name": names.class_name,
               "family": family, "section": BY_NAME[family].section,
+              "names_field": BY_NAME[family].names_field,
               "what_cap": what[0].upper() + what[1:], "difftk_version": __version__}
     for relative, text in TEMPLATES[family].items():
         path = root / relative.format(**values)

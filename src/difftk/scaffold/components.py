@@ -346,6 +346,38 @@ class {class_name}(difftk.LrSchedule):
         return math.pow(self.gamma, (clock.step - self.warmup_steps) / 1000)
 '''
 
+LOGGERS = '''from pydantic import Field
+
+import difftk
+from difftk import hookimpl
+from difftk.logger import LogWriter
+
+
+class {class_name}Writer(LogWriter):
+    """Scalars as tab-separated step, tag, value lines; other records are dropped."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", buffering=1, encoding="utf-8")
+
+    def scalar(self, tag, value, step):
+        self.file.write(f"{{step}}\\t{{tag}}\\t{{float(value)!r}}\\n")
+
+    def close(self):
+        self.file.close()
+
+
+class {class_name}(difftk.Logger):
+    """Scalars as a tab-separated file in the run directory (step, tag, value)."""
+
+    name = "{component}"
+    file: str = Field("scalars.tsv", min_length=1, description="file name in the run directory")
+
+    def open(self, run):
+        # Write only inside run.run_dir (the contract checks look for files outside it).
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        return {class_name}Writer(run.run_dir / self.file)
+'''
+
 # family -> (what the package adds, module body)
 COMPONENTS: dict[str, tuple[str, str]] = {
     "architectures": ("a network architecture", ARCHITECTURES),
@@ -361,6 +393,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "optimizers": ("an optimizer", OPTIMIZERS),
     "lr_schedules": ("a learning-rate schedule", LR_SCHEDULES),
     "datasets": ("a data set", DATASETS),
+    "loggers": ("a logging backend", LOGGERS),
 }
 
 

@@ -133,7 +133,7 @@ description.
 
     pip install -e .                              # or: pip install --no-deps --no-build-isolation .
     difftk list-plugins --family {family}         # shows {component}, provider {distribution}
-    difftk train RECIPE.toml --set {section}.name={component}
+    difftk train RECIPE.toml --set {section}.{names_field}={component}
 
 Tests: `pytest tests` runs difftk's contract checks for the family (difftk.testing) and,
 once the package is installed, finds the component through its entry point.

@@ -1,5 +1,6 @@
 """Contracts of the training machinery: architectures, losses, precision, clipping, EMA,
-optimizers, learning-rate schedules and data sets. Each check runs a few tensor operations on CPU."""
+optimizers, learning-rate schedules, data sets and loggers. Each check runs a few tensor operations
+on CPU."""
 
 from __future__ import annotations
 
@@ -191,6 +192,33 @@ def check_dataset_loads(dataset) -> None:
         assert bundle.train_labels.shape[0] == bundle.train.shape[0], "one label per training item"
 
 
+# ---------------------------------------------------------------- loggers
+def check_logger_writes_only_inside_the_run(logger) -> None:
+    """An opened logger takes every kind of record (scalars, histograms, images, text, the
+    hparams record), closes, and writes nothing outside the run directory."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from difftk.logger import RunInfo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        run_dir = root / "runs" / "contract"
+        writer = logger.open(RunInfo(run_dir, "contract", {"weight.name": "edm", "train.steps": 2}))
+        writer.text("recipe", "[weight]\nname = \"edm\"", 0)
+        for step in (1, 2):
+            writer.scalar("loss/train", 1.0 / step, step)
+            writer.histogram("ln_sigma_drawn", np.linspace(-2.0, 2.0, 16), step)
+            writer.image("samples", np.zeros((8, 8, 3), dtype=np.uint8), step)
+        writer.hparams({"weight.name": "edm", "train.steps": 2}, {"loss/train": 0.5})
+        writer.flush()
+        writer.close()
+        outside = [p for p in root.rglob("*") if p.is_file() and run_dir not in p.parents]
+        assert not outside, f"wrote outside the run directory: {outside[:3]}"
+
+
 CHECKS = {
     "architectures": [check_architecture_maps_data_shape],
     "losses": [check_loss_per_sample_and_differentiable],
@@ -200,4 +228,5 @@ CHECKS = {
     "optimizers": [check_optimizer_descends, check_optimizer_takes_parameter_groups],
     "lr_schedules": [check_lr_schedule_pure_and_bounded],
     "datasets": [check_dataset_loads],
+    "loggers": [check_logger_writes_only_inside_the_run],
 }

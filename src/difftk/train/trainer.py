@@ -61,7 +61,7 @@ class Trainer:
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective,
                                recipe.parts["sampler"], self.data, self.spec, runtime,
                                lockstep=runtime.distributed and recipe.train.strategy == "fsdp")
-        self.logger = RunLogger(self.run_dir / "tb", runtime.is_main and recipe.log.tensorboard)
+        self.logger = RunLogger.for_recipe(recipe, self.run_dir, runtime.is_main)
 
     def _build_network(self):
         """The denoiser, its EMA copies, precision policy and optimizer, spread over the

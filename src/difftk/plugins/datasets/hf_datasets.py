@@ -1,0 +1,158 @@
+"""A local Hugging Face data set (``pip install "difftk[hf]"``; registered when ``datasets``
+is installed): a ``save_to_disk`` folder, a folder of images (``imagefolder``) or parquet
+files. Nothing is downloaded at run time: a hub name is refused with the two lines that
+save it to disk once.
+
+Images go through the same steps as the other image sets: decoded as the ``folder`` data set
+decodes a file (RGB or greyscale, shorter side scaled and centre-cropped), then scaled,
+split and limited by ``ImageDataset.bundle``. A split named test (or validation) is the
+held-out split unless ``heldout`` is set; a ClassLabel column gives the labels and names.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from difftk.data.dataset import DataBundle
+from difftk.data.images import Decoded, ImageDataset, channels_first
+from difftk.errors import DataError
+from difftk.hookspecs import hookimpl
+from difftk.plugins.datasets.folder import decode_image
+
+HELDOUT_SPLITS = ("test", "validation", "valid", "val")
+IMAGE_COLUMNS = ("image", "img", "pixel_values", "images")
+LABEL_COLUMNS = ("label", "labels", "fine_label", "class")
+
+
+class HfDatasets(ImageDataset):
+    """A local Hugging Face data set (save_to_disk folder, image folder or parquet); no hub."""
+
+    name = "hf_datasets"
+    path: str = Field(description="a folder written by save_to_disk, a folder of images "
+                      "(imagefolder layout), or a .parquet file or folder of them")
+    split: str = Field("train", min_length=1, description="split to train on")
+    image_column: str | None = Field(None, description="column of images; default: the first "
+                                     "Image column, else one of " + ", ".join(IMAGE_COLUMNS))
+    label_column: str | None = Field(None, description='column of class labels; default: the '
+                                     'first ClassLabel column, else "label" if present; "" '
+                                     "for none")
+    resolution: int | None = Field(None, ge=4, description="side of the square images; "
+                                   "default: the images' own size (they must all share it)")
+    center_crop: bool = Field(True, description="scale the shorter side to the resolution and "
+                              "crop the centre; false: stretch")
+    channels: Literal[1, 3] = Field(3, description="3: RGB, 1: greyscale (Image columns)")
+
+    def _open(self):
+        """The DatasetDict (or Dataset) at ``path``, from local files only."""
+        root = Path(self.path).expanduser()
+        if not root.exists():
+            raise DataError(
+                f'{self.path}: is not a local path, and difftk does not download data sets '
+                'while training; save it once with datasets.load_dataset("NAME")'
+                '.save_to_disk("DIR") and set data.path to DIR')
+        import datasets
+
+        try:
+            if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
+                return datasets.load_from_disk(str(root))
+            parquet = [root] if root.suffix == ".parquet" else sorted(root.rglob("*.parquet"))
+            if parquet:
+                return datasets.load_dataset("parquet", data_files=[str(p) for p in parquet])
+            return datasets.load_dataset("imagefolder", data_dir=str(root))
+        except (OSError, ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError,
+                datasets.exceptions.DatasetNotFoundError) as exc:
+            raise DataError(f"{self.path}: is not a readable data set ({exc})") from None
+
+    def _columns(self, table) -> tuple[str, str | None]:
+        import datasets
+
+        features = table.features
+        image = self.image_column or next(
+            (c for c, f in features.items() if isinstance(f, datasets.Image)),
+            next((c for c in IMAGE_COLUMNS if c in features), None))
+        if image is None or image not in features:
+            raise DataError(f"{self.path}: has no image column {image or ''} (columns: "
+                            f"{', '.join(features)}); set data.image_column")
+        if self.label_column == "":
+            return image, None
+        label = self.label_column or next(
+            (c for c, f in features.items() if isinstance(f, datasets.ClassLabel)),
+            next((c for c in LABEL_COLUMNS if c in features), None))
+        if label is not None and label not in features:
+            raise DataError(f"{self.path}: has no column \"{label}\" (columns: "
+                            f"{', '.join(features)})")
+        return image, label
+
+    def _decode(self, table, image: str, label: str | None, source: str
+                ) -> tuple[Decoded, float]:
+        """(raw pixels [N, C, H, W] with labels, white value) of one split."""
+        import datasets
+
+        feature = table.features[image]
+        if isinstance(feature, datasets.Image):
+            # Undecoded (bytes or a file path), so decode_image does the reading and
+            # resizing exactly as it does for the folder data set.
+            cells = table.cast_column(image, datasets.Image(decode=False))[image]
+            size, crop = self._size(cells)
+            items = [decode_image(_file(c), size, crop, self.channels) for c in cells]
+            shapes = {a.shape for a in items}
+            if len(shapes) > 1:
+                raise DataError(f"{source}: images of sizes {sorted(shapes)[:3]} differ; set "
+                                "data.resolution")
+            pixels, white = np.stack(items), 255.0
+        else:
+            pixels = channels_first(np.asarray(table.with_format("numpy")[image]), "auto", source)
+            floats = pixels.dtype.kind == "f"
+            white = 1.0 if floats and pixels.min() >= 0 and pixels.max() <= 1 else 255.0
+        labels = np.asarray(table[label], dtype=np.int64) if label is not None else None
+        return Decoded(pixels, labels, source), white
+
+    def _size(self, cells) -> tuple[int, bool]:
+        """(resolution, centre crop): the first image's own size when none is set."""
+        if self.resolution is not None:
+            return self.resolution, self.center_crop
+        from PIL import Image
+
+        with Image.open(_file(cells[0])) as img:
+            if img.size[0] != img.size[1]:
+                raise DataError(f"{self.path}: images are {img.size[0]}x{img.size[1]}, not "
+                                "square; set data.resolution")
+            return img.size[0], self.center_crop
+
+    def load(self) -> DataBundle:
+        loaded = self._open()
+        splits: dict[str, Any] = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
+        if self.split not in splits:
+            raise DataError(f"{self.path}: has no split \"{self.split}\" (splits: "
+                            f"{', '.join(splits)}); set data.split")
+        table = splits[self.split]
+        image, label = self._columns(table)
+        train, white = self._decode(table, image, label, f"{self.path}[{self.split}]")
+        test = None
+        held = next((s for s in HELDOUT_SPLITS if s in splits and s != self.split), None)
+        if held is not None and self.heldout is None:
+            test = self._decode(splits[held], image, label, f"{self.path}[{held}]")[0]
+        names: list[str] = []
+        feature = table.features.get(label) if label is not None else None
+        if feature is not None and hasattr(feature, "names"):
+            names = list(feature.names)
+        return self.bundle(train, test, white=white, num_classes=len(names) or None,
+                           class_names=names)
+
+
+def _file(cell: dict[str, Any]):
+    """An undecoded Image cell as something PIL opens: its bytes, else its file."""
+    return io.BytesIO(cell["bytes"]) if cell.get("bytes") else Path(cell["path"])
+
+
+@hookimpl
+def register_datasets(register):
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is not None:
+        register(HfDatasets)
