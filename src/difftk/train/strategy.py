@@ -109,14 +109,27 @@ def gathered(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: full_tensor(v).detach() for k, v in tensors.items()}
 
 
+def local_shard(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``full`` cut the way ``like`` (a sharded DTensor) is cut. Every process holds the
+    whole tensor (each read the checkpoint), so each keeps its own shard without
+    communicating (``src_data_rank=None``)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements,
+                             src_data_rank=None)
+
+
 def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load whole (unsharded) tensors into ``module``, sharding them where it is sharded."""
-    if any(hasattr(p, "device_mesh") for p in module.parameters()):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
-    else:
+    own = module.state_dict()
+    if not any(hasattr(v, "device_mesh") for v in own.values()):
         module.load_state_dict(state)
+        return
+    if set(own) != set(state):
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
+    module.load_state_dict({k: local_shard(state[k], v) if hasattr(v, "device_mesh") else state[k]
+                            for k, v in own.items()})
 
 
 class _Gathered:
@@ -127,8 +140,10 @@ class _Gathered:
 
     def state_dict(self) -> dict:
         sd = self.optimizer.state_dict()
-        sd["state"] = {i: {k: full_tensor(v) if isinstance(v, torch.Tensor) else v
-                           for k, v in st.items()} for i, st in sd["state"].items()}
+        # every process gathers in the same order (index, then name): a resumed optimizer's
+        # state keeps the order it was loaded in, which need not be the same everywhere
+        sd["state"] = {i: {k: full_tensor(st[k]) if isinstance(st[k], torch.Tensor) else st[k]
+                           for k in sorted(st)} for i, st in sorted(sd["state"].items())}
         return sd
 
 
@@ -143,13 +158,11 @@ def shard_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> dict
     params = [p for group in optimizer.param_groups for p in group["params"]]
     if not any(hasattr(p, "device_mesh") for p in params):
         return state
-    from torch.distributed.tensor import distribute_tensor
-
     for idx, st in state["state"].items():
         p = params[int(idx)]
         if not hasattr(p, "device_mesh"):
             continue
         for key, value in st.items():
             if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                st[key] = distribute_tensor(value.to(p.device), p.device_mesh, p.placements)
+                st[key] = local_shard(value, p)
     return state
