@@ -5,7 +5,8 @@ The loop of diffusers' ``train_unconditional.py`` example: timesteps uniform in 
 error, one Adam step. The network is the ``UNet2DModel`` that holds difftk's ``unet``
 layout (interop/unet_layout.py, the config ``difftk export`` writes), so both train the
 same architecture with the same parameter count; other architectures have no diffusers
-layout and are reported as such.
+layout and are reported as such. The recipe's autocast dtype, ``model.channels_last`` and
+``train.compile`` apply to both.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class DiffusersLoop:
         self.device, self.batch = difftk_loop.device, difftk_loop.batch
         torch.manual_seed(difftk_loop.recipe.run.seed)
         self.net = UNet2DModel(**config).to(self.device).train()
+        if getattr(difftk_loop.recipe.parts["model"], "channels_last", False):
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.net) if difftk_loop.recipe.train.compile else self.net
         self.parameters = sum(p.numel() for p in self.net.parameters())
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         self.scheduler.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -66,7 +70,7 @@ class DiffusersLoop:
         labels = None if self.labels is None else self.labels[idx]
         with torch.autocast(dev.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
-            out = self.net(x_t, t, class_labels=labels).sample
+            out = self.forward(x_t, t, class_labels=labels).sample
         loss = F.mse_loss(out[:, :self.channels].float(), eps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -4,7 +4,8 @@ Ho et al. 2020, Algorithm 1: draw t uniformly from 1..T, noise eps, x_t = sqrt(a
 sqrt(1 - abar_t) eps, regress the network's output on eps with a mean squared error, one
 Adam step (torch's default implementation, as a hand-written loop gets it). Linear betas
 1e-4..0.02, T = 1000. The network is a copy of difftk's (same layout, same initial weights),
-called directly with the time t, under the recipe's autocast dtype; nothing else: no EMA,
+called directly with the time t, under the recipe's autocast dtype (and torch.compile when
+the recipe compiles); nothing else: no EMA,
 no clipping, no NaN guard, no logging. Batches are random draws from the same data tensor.
 """
 
@@ -30,7 +31,8 @@ class RawLoop:
     def __init__(self, difftk_loop, data_train: torch.Tensor, labels: torch.Tensor | None):
         self.device = difftk_loop.device
         self.batch = difftk_loop.batch
-        self.net = copy.deepcopy(difftk_loop.model.net).train()
+        self.net = copy.deepcopy(difftk_loop.model.net).train()  # channels_last kept
+        self.forward = torch.compile(self.net) if difftk_loop.recipe.train.compile else self.net
         self.channels = difftk_loop.spec.shape[0]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=difftk_loop.lr)
         self.autocast_dtype = difftk_loop.precision.autocast_dtype(self.device)
@@ -50,7 +52,7 @@ class RawLoop:
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         with torch.autocast(dev.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
-            out = self.net(x_t, (t + 1).float(), labels)
+            out = self.forward(x_t, (t + 1).float(), labels)
         loss = F.mse_loss(out[:, :self.channels].float(), eps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

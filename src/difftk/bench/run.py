@@ -42,6 +42,7 @@ class BenchOptions:
     classes: int = 0  # with shape: labels in 0..classes-1
     sampling: bool = False
     split_steps: int = 10
+    profile_steps: int = 0  # >0: an operator table of this many steps (result["profile"])
 
 
 def random_data(shape: tuple[int, ...], classes: int, n: int) -> DataBundle:
@@ -140,6 +141,10 @@ def run_bench(recipe: Recipe, device: torch.device, options: BenchOptions) -> di
         "subjects": figures, "ratios": ratios, "notes": notes,
         "split": split_steps(loop, options.split_steps) if options.split_steps else None,
     }
+    if options.profile_steps:
+        from difftk.bench.profile import profile_summary
+
+        out["profile"] = profile_summary(loop, options.profile_steps)
     if options.sampling:
         out["sampling"] = sampling_overhead(loop, batch, repeats=max(3, options.steps // 5))
     return out

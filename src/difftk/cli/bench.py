@@ -34,6 +34,8 @@ def bench(
         help="Also time the recipe's sampler per network evaluation vs a bare forward.")] = False,
     split_steps: Annotated[int, typer.Option(
         min=0, help="Probed steps for the step split (0: no split).")] = 10,
+    profile: Annotated[Path | None, typer.Option(
+        help="Write torch.profiler's operator table of 5 more steps to this file.")] = None,
 ):
     """Measure how fast a recipe trains: images/s, step split, peak memory, FLOPs, MFU."""
     from difftk.bench.report import report_lines
@@ -46,8 +48,12 @@ def bench(
         steps=steps, warmup=warmup, batch=batch,
         compare=tuple(c.strip() for c in compare.split(",") if c.strip()),
         peak_tflops=peak_tflops or None, shape=None if shape is None else _parse_shape(shape),
-        classes=classes, sampling=sampling, split_steps=split_steps)
+        classes=classes, sampling=sampling, split_steps=split_steps,
+        profile_steps=5 if profile is not None else 0)
     result = run_bench(r, make_runtime(r.run.device).device, options)
+    if profile is not None:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.write_text(result.pop("profile"))
     for line in report_lines(result):
         typer.echo(line)
     if json_out is not None:
