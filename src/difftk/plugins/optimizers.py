@@ -30,8 +30,8 @@ def implementation_flags(choice: str, params: list) -> dict[str, bool]:
     parameter (FSDP's DTensor) keeps torch's default.
     """
     if choice == "auto":
-        plain_cuda = bool(params) and all(type(p) is torch.nn.Parameter and p.is_cuda
-                                          and p.is_floating_point() for p in params)
+        plain_cuda = bool(params) and all(p.is_cuda and p.is_floating_point()
+                                          and not hasattr(p, "device_mesh") for p in params)
         return {"fused": True} if plain_cuda else {}
     return {"for_loop": {"foreach": False}, "foreach": {"foreach": True},
             "fused": {"fused": True}}[choice]
