@@ -10,6 +10,7 @@ itself on ``app`` when imported below; the import order is the order of ``difftk
 from difftk.cli import train  # noqa: F401, I001
 from difftk.cli import sample, eval, ema  # noqa: F401, I001
 from difftk.cli import validate, info, memory, data  # noqa: F401, I001
+from difftk.cli import bench  # noqa: F401, I001
 from difftk.cli import plot, plot_schedules, plot_noise_sampling, plot_weights  # noqa: F401, I001
 from difftk.cli import plot_targets, plot_information  # noqa: F401, I001
 from difftk.cli import plot_variance_ratio, plot_forward_noising  # noqa: F401, I001

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -13,6 +13,29 @@ from difftk.optim.optimizer import Optimizer
 # A moment decay rate: torch refuses values outside [0, 1) only once training starts.
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
+Implementation = Literal["auto", "for_loop", "foreach", "fused"]
+IMPLEMENTATION_HELP = (
+    "how the update runs over the parameters: fused (one kernel for all of them), foreach "
+    "(one multi-tensor op per step of the formula), for_loop (one op per parameter and step), "
+    "or auto: fused where every parameter is a plain CUDA tensor, torch's own default elsewhere "
+    "(foreach on CUDA, for_loop on the CPU); all compute the same update")
+
+
+def implementation_flags(choice: str, params: list) -> dict[str, bool]:
+    """The ``foreach`` / ``fused`` arguments of torch's Adam and AdamW for ``choice``.
+
+    The fused kernels (torch.optim._fused_adam) read each parameter, gradient and moment
+    once per step instead of once per elementwise op, which is what a step of a large
+    network on a GPU is bound by (the torchtitan and fast-DiT defaults). A sharded
+    parameter (FSDP's DTensor) keeps torch's default.
+    """
+    if choice == "auto":
+        plain_cuda = bool(params) and all(p.is_cuda and p.is_floating_point()
+                                          and not hasattr(p, "device_mesh") for p in params)
+        return {"fused": True} if plain_cuda else {}
+    return {"for_loop": {"foreach": False}, "foreach": {"foreach": True},
+            "fused": {"fused": True}}[choice]
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015), EDM's optimizer: lr 1e-3 tuned there for sum reduction."""
@@ -21,10 +44,13 @@ class Adam(Optimizer):
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="denominator epsilon")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient")
+    implementation: Implementation = Field("auto", description=IMPLEMENTATION_HELP)
 
     def build(self, params):
+        params = list(params)
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                weight_decay=self.weight_decay)
+                                weight_decay=self.weight_decay,
+                                **implementation_flags(self.implementation, params))
 
 
 class AdamW(Optimizer):
@@ -35,10 +61,13 @@ class AdamW(Optimizer):
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
     eps: float = Field(1e-8, gt=0, description="denominator epsilon")
     weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay")
+    implementation: Implementation = Field("auto", description=IMPLEMENTATION_HELP)
 
     def build(self, params):
+        params = list(params)
         return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                 weight_decay=self.weight_decay)
+                                 weight_decay=self.weight_decay,
+                                 **implementation_flags(self.implementation, params))
 
 
 @hookimpl
