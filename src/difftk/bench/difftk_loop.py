@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from difftk.data.batches import batch_stream
+from difftk.data.batches import batch_stream, split_batch
 from difftk.data.dataset import DataBundle
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe
@@ -26,7 +26,6 @@ from difftk.train.nan_guard import NanGuard
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
 from difftk.train.step import OptimisationStep
-from difftk.train.trainer import check_batch_split
 
 
 class DifftkLoop:
@@ -39,7 +38,7 @@ class DifftkLoop:
         self.recipe, self.device, self.batch = recipe, device, batch
         t, p = recipe.train, recipe.parts
         runtime = Runtime(device)
-        check_batch_split(batch, 1, t.grad_accumulation)
+        split_batch(batch, batch, 1, t.grad_accumulation)
         self.spec = data_spec(recipe, data)
         self.assembly = assemble(recipe, self.spec, device)
         self.model = self.assembly.denoiser
@@ -60,7 +59,7 @@ class DifftkLoop:
             runtime, t.grad_accumulation)
         self.window = MetricWindow(runtime, batch)
         self._logs = tempfile.TemporaryDirectory(prefix="difftk-bench-")
-        self.logger = RunLogger(Path(self._logs.name) / "tb", False)
+        self.logger = RunLogger.for_recipe(recipe, Path(self._logs.name), False)
         self.log_every = recipe.log.every
         self.steps_taken = 0
 
