@@ -29,7 +29,9 @@ def implementation_flags(choice: str, params: list) -> dict[str, bool]:
     network on a GPU is bound by (the torchtitan and fast-DiT defaults). A sharded
     parameter (FSDP's DTensor) keeps torch's default.
     """
-    if choice == "auto":
+    if choice == "auto":  # params: tensors, or parameter groups (dicts with "params")
+        params = [p for item in params for p in (item["params"] if isinstance(item, dict)
+                                                   else [item])]
         plain_cuda = bool(params) and all(p.is_cuda and p.is_floating_point()
                                           and not hasattr(p, "device_mesh") for p in params)
         return {"fused": True} if plain_cuda else {}
