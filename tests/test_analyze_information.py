@@ -26,9 +26,9 @@ class GaussianBayes:
     def __init__(self, s: float):
         self.s = s
 
-    def x0(self, x_t, levels, labels=None):
+    def x0_and_extra(self, x_t, levels, labels=None):  # the Denoiser's x0 form
         a, b = levels.alpha.double()[:, None], levels.sigma.double()[:, None]
-        return (self.s**2 * a / (a**2 * self.s**2 + b**2) * x_t.double()).float()
+        return (self.s**2 * a / (a**2 * self.s**2 + b**2) * x_t.double()).float(), None
 
 
 class MixtureBayes:
@@ -40,14 +40,14 @@ class MixtureBayes:
         self.m = torch.tensor(m, dtype=torch.float64)
         self.s = torch.tensor(s, dtype=torch.float64)
 
-    def x0(self, x_t, levels, labels=None):
+    def x0_and_extra(self, x_t, levels, labels=None):  # the Denoiser's x0 form
         a, b = levels.alpha.double()[:, None], levels.sigma.double()[:, None]
         x = x_t.double()
         var = a**2 * self.s[None] ** 2 + b**2  # [B, K]
         diff = x[:, None, :] - a[:, :, None] * self.m[None]
         log_r = torch.log(self.w)[None] - (diff**2).sum(-1) / (2 * var) - torch.log(var)
         post = self.m[None] + (self.s[None, :, None] ** 2 * a[:, :, None] / var[:, :, None]) * diff
-        return (torch.softmax(log_r, 1)[:, :, None] * post).sum(1).float()
+        return (torch.softmax(log_r, 1)[:, :, None] * post).sum(1).float(), None
 
     def sample(self, n, gen):
         k = torch.multinomial(self.w, n, replacement=True, generator=gen)

@@ -53,11 +53,11 @@ class EmaModel:
         self.shadows = {name: copy.deepcopy(model).eval().requires_grad_(False)
                         for name, _ in self.tracks}
         self.module = self.shadows[self.tracks[0][0]]
-        # The tensors each update reads and writes, listed once: walking the module tree
-        # for them costs more than the update itself on a small network. Loading a state
-        # dict copies into these same tensors, so the lists stay valid.
-        self._shadow_tensors = {name: (list(shadow.parameters()), list(shadow.buffers()))
-                                for name, shadow in self.shadows.items()}
+        # The tensors each update reads and writes, listed once, at the first update (after
+        # FSDP has sharded the copies in place): walking the module tree for them costs
+        # more than the update itself on a small network. Loading a state dict copies into
+        # these same tensors, so the lists stay valid.
+        self._shadow_tensors: dict[str, tuple[list, list]] | None = None
         self._source: tuple[int, list, list] | None = None
 
     def _model_tensors(self, model: nn.Module) -> tuple[list, list]:
@@ -72,6 +72,9 @@ class EmaModel:
         if not self.rule.enabled:
             return
         cur, cur_buffers = self._model_tensors(model)
+        if self._shadow_tensors is None:
+            self._shadow_tensors = {name: (list(shadow.parameters()), list(shadow.buffers()))
+                                    for name, shadow in self.shadows.items()}
         for name, decay in self.tracks:
             params, buffers = self._shadow_tensors[name]
             beta = decay(step, batch_size)
