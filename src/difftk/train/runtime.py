@@ -79,6 +79,9 @@ class Runtime:
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
+            # every process reaches the end before any tears the group down: a gloo peer
+            # destroyed while another still talks to it aborts ("terminate called ...")
+            dist.barrier()
             dist.destroy_process_group()
 
 
