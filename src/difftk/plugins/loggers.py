@@ -60,13 +60,23 @@ class TensorBoard(Logger):
         return TensorBoardWriter(run.run_dir / "tb")
 
 
-class JsonLinesWriter(LogWriter):
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Appended (a resumed run continues the file), one line at a time (line buffering:
-        # a killed job keeps every record written before it died).
-        self.file = open(path, "a", buffering=1, encoding="utf-8")
+class AppendedFileWriter(LogWriter):
+    """A text file in the run directory, appended to (a resumed run continues it) one line
+    at a time (line buffering: a killed job keeps every record written before it died)."""
 
+    def __init__(self, path: Path, newline: str | None = None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fresh = not path.is_file() or path.stat().st_size == 0
+        self.file = open(path, "a", buffering=1, newline=newline, encoding="utf-8")
+
+    def flush(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class JsonLinesWriter(AppendedFileWriter):
     def _write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record, allow_nan=True) + "\n")
 
@@ -75,12 +85,6 @@ class JsonLinesWriter(LogWriter):
 
     def text(self, tag, text, step):
         self._write({"step": step, "tag": tag, "text": text})
-
-    def flush(self):
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
 
 
 class JsonLines(Logger):
@@ -94,25 +98,17 @@ class JsonLines(Logger):
         return JsonLinesWriter(inside(run, self.file))
 
 
-class CsvWriter(LogWriter):
+class CsvWriter(AppendedFileWriter):
     COLUMNS = ("step", "tag", "value")
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.is_file() or path.stat().st_size == 0
-        self.file = open(path, "a", buffering=1, newline="", encoding="utf-8")
+        super().__init__(path, newline="")
         self.rows = csv.writer(self.file)
-        if new:
+        if self.fresh:
             self.rows.writerow(self.COLUMNS)
 
     def scalar(self, tag, value, step):
         self.rows.writerow((step, tag, repr(float(value))))
-
-    def flush(self):
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
 
 
 class Csv(Logger):
