@@ -86,7 +86,9 @@ class TrainSection(_Section):
                                              "copy per device) or fsdp (FSDP2, sharded)")
     compile: bool = Field(False, description="torch.compile the network")
     time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "
-                              "(0: no limit), with a checkpoint and samples as at the last step")
+                              "in all (a resumed run counts its earlier sessions; 0: no limit), "
+                              "with a checkpoint and samples as at the last step; decaying "
+                              "lr schedules end with it")
     nan_guard: bool = Field(True, description="skip steps whose loss or gradients are non-finite "
                             "(costs one host sync per step)")
     nan_patience: int = Field(3, ge=1, description="non-finite steps in a row before the last "

@@ -44,6 +44,36 @@ class Ema(Component):
         return {}
 
 
+# The sampled copy starts as the initial network and keeps a share beta(k) of itself at
+# update k, so after s updates prod_k beta(k) of it is still the initial weights. Above this
+# share its samples are mostly noise (a fixed beta = 0.999 after 281 steps: 75%), so grids,
+# metrics, `difftk sample` and `difftk eval` use the raw weights instead and say so.
+INITIAL_SHARE_LIMIT = 0.1
+
+
+def initial_share(rule: Ema, step: int, batch_size: int) -> float:
+    """prod_{k=1..step} beta_k of the sampled profile: the initial network's weight in it."""
+    if not rule.enabled:
+        return 0.0
+    decay = rule.tracks()[0][1]
+    share = 1.0
+    for k in range(1, step + 1):
+        share *= decay(k, batch_size)
+        if share < 1e-6:
+            return 0.0
+    return share
+
+
+def too_young(rule: Ema, step: int, batch_size: int) -> str | None:
+    """Why the EMA copy should not be sampled after ``step`` updates, or None when it can."""
+    share = initial_share(rule, step, batch_size)
+    if share <= INITIAL_SHARE_LIMIT:
+        return None
+    return (f"the EMA ({rule.name}) has seen {step} steps and is still {share:.0%} the initial "
+            f"network, so samples use the raw weights (an EMA that suits short runs: "
+            f"ema.name = \"power\" or \"ema_warmup\")")
+
+
 class EmaModel:
     """The shadow copies of a module and their update."""
 

@@ -7,6 +7,7 @@ sampling and evaluation).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
 from difftk.errors import CheckpointError, DataError
 from difftk.nn.architecture import DataSpec
+from difftk.optim.ema import too_young
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.train.checkpoint import load_intact, require_finite
 
@@ -77,9 +79,13 @@ class Restored:
 def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
     """The trained denoiser of a checkpoint directory (its EMA weights by default), in eval mode."""
     group = "ema" if use_ema else "model"
-    ck = load_intact(path, groups=(group,))  # no optimizer needed; damaged ones are skipped
-    require_finite(ck, group)
+    ck = load_intact(path, groups=("ema", "model"))  # no optimizer; damaged ones are skipped
     recipe = recipe_from_text(ck.recipe_toml, source=str(ck.path / "recipe.toml"))
+    why = too_young(recipe.parts["ema"], ck.step, recipe.train.batch_size) if use_ema else None
+    if why is not None:
+        print(f"difftk: {why}", file=sys.stderr)
+        group = "model"
+    require_finite(ck, group)
     s = ck.state["spec"]
     spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
     asm = assemble(recipe, spec, device)

@@ -7,8 +7,7 @@ written once after the loop, so the periodic ones skip the last step.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from difftk.recipe import Recipe
 
@@ -27,7 +26,6 @@ class Cadence:
     checkpoint_every: int
     snapshot_every: int
     time_limit_s: float  # 0: no limit
-    started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def of(cls, recipe: Recipe) -> Cadence:
@@ -53,7 +51,3 @@ class Cadence:
 
     def snapshot(self, step: int) -> bool:
         return _every(self.snapshot_every, step)
-
-    def out_of_time(self) -> bool:
-        """Whether ``train.time_limit`` has passed since the loop started."""
-        return bool(self.time_limit_s) and time.perf_counter() - self.started > self.time_limit_s

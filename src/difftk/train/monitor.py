@@ -46,6 +46,7 @@ class Monitor:
         self.lockstep = lockstep
         self.sampler, self.data, self.spec = sampler, data, spec
         self.runtime, self.device = runtime, runtime.device
+        self.use_raw_weights = False  # set while the EMA is too young to sample (optim/ema.py)
 
     @torch.no_grad()
     def validation_loss(self, max_items: int = 512) -> float:
@@ -68,13 +69,17 @@ class Monitor:
         if labels is None and self.spec.num_classes:
             labels = torch.arange(n, device=self.device) % self.spec.num_classes
         out = torch.zeros((n, *self.spec.shape), device=self.device)
+        module = self.model if self.use_raw_weights else self.ema_module
+        was_training = module.training
+        module.eval()
         for c, items in chunks(n, self.runtime, self.lockstep):
             part = None if labels is None else labels[items]
-            x = generate(self.sampler, self.ema_module, items.stop - items.start,
+            x = generate(self.sampler, module, items.stop - items.start,
                          self.spec.shape, self.device, mix_seed(seed, c or 0), part,
                          batch_size=CHUNK).x.float()
             if c is not None:
                 out[items] = x
+        module.train(was_training)
         return self.runtime.sum_(out)  # each item is non-zero on one process only
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ streams running (the batches that failed are not replayed) and its counters goin
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,17 @@ class RunState:
     guard: NanGuard
     batches: object  # data.batches.BatchStream
     step: int = 0
+    seconds_before: float = 0.0  # training seconds of earlier sessions (from the checkpoint)
+    session_start: float | None = None  # perf_counter when this session's loop started
+
+    def start_clock(self) -> None:
+        self.session_start = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds spent in the training loop so far, earlier sessions included: what
+        train.time_limit and a time-aware learning-rate decay count."""
+        now = 0.0 if self.session_start is None else time.perf_counter() - self.session_start
+        return self.seconds_before + now
 
     @property
     def ckpt_dir(self) -> Path:
@@ -121,7 +133,7 @@ class RunState:
         return path
 
     def _write(self, tensors, extra, opt_tensors, opt_meta) -> Path:
-        state = {"step": self.step, "optimizer": opt_meta,
+        state = {"step": self.step, "train_seconds": self.train_seconds(), "optimizer": opt_meta,
                  "spec": {"shape": list(self.spec.shape), "out_channels": self.spec.out_channels,
                           "num_classes": self.spec.num_classes},
                  "kind": self.kind}
@@ -160,6 +172,8 @@ class RunState:
             else:
                 torch.manual_seed(self.runtime.seed(self.recipe.run.seed) + ck.step)
             self.guard.load_state_dict(ck.state.get("nan_guard", {}))
+            self.seconds_before = float(ck.state.get("train_seconds", 0.0))
+            self.session_start = None
         self.step = ck.step
 
     def _load_ema(self, sampled: dict, extra: dict) -> None:

@@ -63,6 +63,14 @@ class Runtime:
     def any_true(self, flag: bool) -> bool:
         return not self.all_true(not flag)
 
+    def max_float(self, value: float) -> float:
+        """The largest of every rank's ``value`` (one host sync), so all ranks agree on it."""
+        if self.alone:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
         """Sum ``t`` over the ranks, in place."""
         if not self.alone:

@@ -16,7 +16,7 @@ import torch
 
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream, split_batch
-from difftk.optim.ema import EmaModel
+from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
@@ -62,6 +62,7 @@ class Trainer:
                                recipe.parts["sampler"], self.data, self.spec, runtime,
                                lockstep=runtime.distributed and recipe.train.strategy == "fsdp")
         self.logger = RunLogger.for_recipe(recipe, self.run_dir, runtime.is_main)
+        self.time_fraction = 0.0  # share of train.time_limit used, agreed by every rank
 
     def _build_network(self):
         """The denoiser, its EMA copies, precision policy and optimizer, spread over the
@@ -110,7 +111,8 @@ class Trainer:
 
     def _lr(self, step: int) -> float:
         """The peak lr x the [lr_schedule] factor, a pure function of ``step`` (exact on resume)."""
-        clock = TrainingClock(step, self.recipe.train.batch_size, self.recipe.train.steps)
+        clock = TrainingClock(step, self.recipe.train.batch_size, self.recipe.train.steps,
+                              self.time_fraction)
         lr = self.base_lr * self.recipe.parts["lr_schedule"].factor(clock)
         return lr * self.guard.lr_scale  # lowered after each NaN-guard restore
 
@@ -159,8 +161,18 @@ class Trainer:
         """A checkpoint (every process calls this; rank 0 writes; the others wait for it)."""
         return self.state.save()
 
+    def _choose_sampled_weights(self) -> None:
+        """The EMA copy, unless it is still mostly the initial network (optim/ema.py): then
+        the raw weights, said once on stderr and in TensorBoard."""
+        why = too_young(self.ema.rule, self.step, self.recipe.train.batch_size)
+        if why is not None and not self.monitor.use_raw_weights and self.runtime.is_main:
+            print(f"difftk: {why}", file=sys.stderr)
+            self.logger.text("ema", why, self.step)
+        self.monitor.use_raw_weights = why is not None
+
     def write_samples(self, tag: str) -> Path | None:
         """A sample grid (drawn in shards by every process; rank 0 writes it)."""
+        self._choose_sampled_weights()
         return self.monitor.write_samples(self.recipe.log.num_samples,
                                           self.run_dir / "samples" / f"{tag}.png",
                                           self.logger, self.step)
@@ -194,6 +206,7 @@ class Trainer:
         last_loss = math.nan
         self.model.train()
         cadence = Cadence.of(self.recipe)
+        self.state.start_clock()
         with training_progress(cadence.steps, self.step,
                                enabled=self.progress and self.runtime.is_main,
                                every=self.recipe.log.every,
@@ -206,8 +219,11 @@ class Trainer:
                 flushed = self._periodic(cadence, window)
                 last_loss = last_loss if flushed is None else flushed
                 bar.advance(self.step, last_loss)
-                if cadence.time_limit_s and self.runtime.any_true(cadence.out_of_time()):
-                    break
+                if cadence.time_limit_s:
+                    used = self.state.train_seconds() / cadence.time_limit_s
+                    self.time_fraction = self.runtime.max_float(used)
+                    if self.time_fraction >= 1:
+                        break
                 stop_if_interrupted(self.runtime)  # SIGINT/SIGTERM: train/session.py saves and exits
         self.save()
         path = self.write_samples("final")
@@ -223,6 +239,7 @@ class Trainer:
         if cadence.validate(step):
             self.logger.scalar("loss/validation", self.monitor.validation_loss(), step)
         if cadence.evaluate(step):
+            self._choose_sampled_weights()
             for key, value in self.monitor.evaluate(self.recipe.log.eval_samples).items():
                 self.logger.scalar(f"eval/{key}", value, step)
         if cadence.samples(step):
