@@ -53,6 +53,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.ema",
     "difftk.plugins.optimizers",
     "difftk.plugins.lr_schedules",
+    "difftk.plugins.augmentations",
     "difftk.plugins.loggers",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
