@@ -180,16 +180,3 @@ def test_a_log_file_outside_the_run_directory_is_refused(tmp_path):
 
     with pytest.raises(DifftkError, match="outside the run directory"):
         JsonLines(file="../elsewhere.jsonl").open(RunInfo(tmp_path / "run", "run"))
-
-
-def test_wandb_is_registered_only_where_it_is_installed(monkeypatch):
-    import importlib.util
-
-    from difftk.plugins import loggers
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "wandb" else real(name, *a))
-    registered = []
-    loggers.register_loggers(register=registered.append)
-    assert [c.name for c in registered] == ["tensorboard", "jsonl", "csv"]

@@ -48,3 +48,22 @@ def test_second_signal_exits_at_once(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert "second SIGTERM: exiting at once without saving" in err
+
+
+def test_resume_equals_auto_is_resume_or_start(tmp_path, root):
+    """A requeued job's one command line, in the spelling --resume=auto: it starts the run
+    the first time and continues it the next."""
+    def run(steps):
+        cmd = [sys.executable, "-m", "difftk.cli", "train", str(root / "recipes/toy2d.toml"),
+               "--resume=auto", "--no-progress"]
+        for s in [f"train.steps={steps}", "model.width=16", "model.depth=1",
+                  "train.batch_size=16", "log.val_every=0", "log.checkpoint_every=0",
+                  "log.num_samples=4", "sampler.steps=2", "log.tensorboard=false",
+                  f'run.out_dir="{tmp_path}"', 'run.name="requeued"']:
+            cmd += ["--set", s]
+        out = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return load_checkpoint(tmp_path / "requeued" / "checkpoints" / "latest").step
+
+    assert run(2) == 2
+    assert run(4) == 4

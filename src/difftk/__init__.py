@@ -31,6 +31,7 @@ _LAZY = {
     "Optimizer": "difftk.optim.optimizer",
     "LrSchedule": "difftk.optim.lr_schedule",
     "Dataset": "difftk.data.dataset",
+    "Augmentation": "difftk.data.augment",
     "Logger": "difftk.logger",
 }
 

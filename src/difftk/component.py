@@ -24,6 +24,9 @@ class Component(BaseModel):
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    # Packages outside the core install that this component imports (optional_package.py);
+    # where one is missing the component is listed as needing it and cannot be chosen.
+    requires: ClassVar[tuple[Any, ...]] = ()
 
     @classmethod
     def summary(cls) -> str:

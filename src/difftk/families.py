@@ -25,6 +25,8 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family("datasets", "data", "difftk.data.dataset:Dataset", None, "data set"),
+    Family("augmentations", "augment", "difftk.data.augment:Augmentation", "none",
+           "augmentation pipeline"),
     Family("architectures", "model", "difftk.nn.architecture:Architecture", None, "architecture"),
     Family("schedules", "schedule", "difftk.diffusion.schedule:Schedule", None, "schedule"),
     Family("targets", "target", "difftk.diffusion.target:Target", None, "target"),

@@ -72,6 +72,12 @@ def register_datasets(register):
 
 
 @hookspec
+def register_augmentations(register):
+    """Register training-image augmentations with labels for the network: subclasses of
+    ``difftk.Augmentation``."""
+
+
+@hookspec
 def register_optimizers(register):
     """Register optimizers: subclasses of ``difftk.Optimizer``."""
 

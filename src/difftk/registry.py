@@ -11,6 +11,8 @@ A plugin is isolated: one that fails to import, exits, registers a class of the 
 family or a name another provider has is reported and left out whole, and the rest keep
 working. Calls into a plugin's components go through a boundary that names the plugin
 when its code raises or returns what its family's contract forbids (see plugin_guard.py).
+A component whose optional package is missing (its class's ``requires``) is kept in
+``Registry.unavailable``: listed with the install command, refused by ``get`` with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pluggy
 from difftk import __version__, hookspecs
 from difftk.errors import PluginError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_NAME, FAMILIES
+from difftk.optional_package import OptionalPackage
 from difftk.plugin_guard import describe, guard_plugin_class
 
 ENTRY_POINT_GROUP = "difftk"
@@ -50,6 +53,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.ema",
     "difftk.plugins.optimizers",
     "difftk.plugins.lr_schedules",
+    "difftk.plugins.augmentations",
     "difftk.plugins.loggers",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
@@ -85,6 +89,14 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """A registered component whose optional package is not installed (optional_package.py)."""
+
+    entry: Entry
+    package: OptionalPackage  # the first of its ``requires`` that is missing
+
+
+@dataclass(frozen=True)
 class PluginFailure:
     """A plugin that could not be loaded, kept so list-plugins can show it."""
 
@@ -98,16 +110,22 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     providers: list[Provider] = field(default_factory=list)
+    # family -> name -> a component registered without its optional package
+    unavailable: dict[str, dict[str, Unavailable]] = field(default_factory=dict)
 
     def names(self, family: str) -> list[str]:
         return sorted(self.entries.get(family, {}))
 
     def get(self, family: str, name: str) -> Entry:
-        """The entry for family/name, or an error with a did-you-mean and the choices."""
+        """The entry for family/name, or an error with a did-you-mean and the choices (or,
+        for a component whose package is missing, the command that installs it)."""
         members = self.entries.get(family, {})
         if name in members:
             return members[name]
         noun = BY_NAME[family].noun
+        missing = self.unavailable.get(family, {}).get(name)
+        if missing is not None:
+            raise UnknownComponentError(missing.package.sentence(f"the {noun} {quoted(name)}"))
         msg = f"no {noun} named {quoted(name)}"
         close = difflib.get_close_matches(name, list(members), n=1)
         if close:
@@ -162,8 +180,9 @@ def _collect(pm: pluggy.PluginManager, plugin: object, provider: Provider,
             impl.function(register=register)
     seen: dict[tuple[str, str], Entry] = {}
     for entry in found:
+        held = registry.unavailable.get(entry.family, {}).get(entry.name)
         first = registry.entries.get(entry.family, {}).get(entry.name) or seen.get(
-            (entry.family, entry.name))
+            (entry.family, entry.name)) or (held.entry if held else None)
         if first is not None:
             raise PluginError(
                 f'two providers of the {BY_NAME[entry.family].noun} "{entry.name}": '
@@ -172,6 +191,12 @@ def _collect(pm: pluggy.PluginManager, plugin: object, provider: Provider,
                 f"({entry.provider.module})")
         seen[(entry.family, entry.name)] = entry
     for entry in found:
+        missing = next((p for p in getattr(entry.cls, "requires", ()) if not p.installed()),
+                       None)
+        if missing is not None:  # listed with its install command, never chosen
+            registry.unavailable.setdefault(entry.family, {})[entry.name] = Unavailable(
+                entry, missing)
+            continue
         if not provider.builtin:
             guard_plugin_class(entry.cls, entry.family, provider)
         registry.entries.setdefault(entry.family, {})[entry.name] = entry

@@ -21,4 +21,9 @@ from difftk.cli.app import app  # noqa: I001
 
 
 def main() -> None:
-    app(prog_name="difftk")  # also under python -m difftk and torchrun -m difftk
+    import sys
+
+    # "--resume=auto" is --resume-or-start: --resume itself is a flag, and only the form with
+    # "=" is unambiguous (--resume auto could be a flag and a recipe named auto).
+    args = ["--resume-or-start" if a == "--resume=auto" else a for a in sys.argv[1:]]
+    app(args=args, prog_name="difftk")  # also under python -m difftk and torchrun -m difftk

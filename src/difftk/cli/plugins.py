@@ -17,7 +17,11 @@ def list_plugins(
         help="Only this family, e.g. weights, schedules, samplers.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
-    """List every component per family: name, provider, summary, parameters with defaults."""
+    """List every component per family: name, provider, summary, parameters with defaults.
+
+    A component whose optional package is not installed is listed with the command that
+    installs it (e.g. needs `pip install "difftk[interop]"`).
+    """
     from difftk.families import BY_NAME, FAMILIES
     from difftk.registry import default_registry
 
@@ -29,18 +33,27 @@ def list_plugins(
         raise UnknownComponentError(f'no family named "{family}"{hint} (families: '
                                     f"{', '.join(BY_NAME)})")
     registry = default_registry()
-    rows = {}
-    for fam in FAMILIES:
-        if family and fam.name != family:
-            continue
-        rows[fam.name] = [{
+
+    def row(e, missing=None):
+        return {
             "name": e.name,
             "provider": e.provider.package,
             "version": e.provider.version,
             "builtin": e.provider.builtin,
+            # A component whose optional package is missing is listed, with what installs it.
+            "available": missing is None,
+            "status": "ok" if missing is None else missing.status(),
             "summary": e.cls.summary(),
             "parameters": e.cls.parameters(),
-        } for e in (registry.get(fam.name, n) for n in registry.names(fam.name))]
+        }
+
+    rows = {}
+    for fam in FAMILIES:
+        if family and fam.name != family:
+            continue
+        found = [row(registry.get(fam.name, n)) for n in registry.names(fam.name)]
+        found += [row(u.entry, u.package) for u in registry.unavailable.get(fam.name, {}).values()]
+        rows[fam.name] = sorted(found, key=lambda r: r["name"])
     failures = [{"package": f.package, "version": f.version, "error": f.error}
                 for f in registry.failures]
     if as_json:
@@ -63,6 +76,8 @@ def list_plugins(
         table.add_column("parameters (default)", overflow="fold")
         for item in items:
             provider = "builtin" if item["builtin"] else f"{item['provider']} {item['version']}"
+            if not item["available"]:
+                provider += f", {item['status']}"
             params = ", ".join(f"{p['name']}={p['default']!r}" if not p["required"]
                                else f"{p['name']} (required)" for p in item["parameters"])
             table.add_row(Text(item["name"]), Text(provider), Text(item["summary"]), Text(params))

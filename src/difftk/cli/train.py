@@ -20,7 +20,8 @@ def train(
         "--resume", help="Continue the run in runs/<run.name> from its latest checkpoint.")] = False,
     resume_or_start: Annotated[bool, typer.Option(
         "--resume-or-start", help="Resume when the run has a checkpoint, start it otherwise "
-                                  "(one command line for a requeued batch job).")] = False,
+                                  "(one command line for a requeued batch job; also "
+                                  "written --resume=auto).")] = False,
     progress: Annotated[bool, typer.Option(
         help="Show progress: a bar on stderr when stdout is a terminal, else one line "
              "(step, loss, images/s, ETA) on stdout every log.every steps.")] = True,

@@ -29,9 +29,12 @@ class Denoiser(nn.Module):
         self.target = target.bind(schedule)  # the run's one binding (targets may read the table)
         self.variance = variance
 
-    def forward(self, x_t: Tensor, levels: Levels, labels: Tensor | None = None) -> Prediction:
+    def forward(self, x_t: Tensor, levels: Levels, labels: Tensor | None = None,
+                augment_labels: Tensor | None = None) -> Prediction:
         pre = self.target.preconditioning(levels)  # EDM's scalings: once per forward pass
-        out = self.net(pre.net_input(x_t), pre.noise.float(), labels)
+        # Augmentation labels only where given (training with [augment]): None means zeros.
+        extra = {} if augment_labels is None else {"augment_labels": augment_labels}
+        out = self.net(pre.net_input(x_t), pre.noise.float(), labels, **extra)
         extra = None
         if self.variance.learned:
             out, extra = out.chunk(2, dim=1)

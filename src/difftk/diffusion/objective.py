@@ -46,9 +46,11 @@ class Objective:
 
     def __call__(self, denoiser, x0: Tensor, labels: Tensor | None,
                  generator: torch.Generator, levels: Levels | None = None,
-                 eps: Tensor | None = None) -> tuple[Tensor, Levels]:
+                 eps: Tensor | None = None, augment_labels: Tensor | None = None
+                 ) -> tuple[Tensor, Levels]:
         """Per-sample losses [B] (fp32) and the levels drawn (levels and noise not given are
-        drawn from ``generator``)."""
+        drawn from ``generator``); ``augment_labels`` describe how x0 was augmented (EDM's
+        augmentation labels, passed to the network)."""
         n = x0.shape[0]
         if levels is None:
             levels = self.noise_sampling.sample(n, self.schedule, generator, x0.device)
@@ -56,7 +58,8 @@ class Objective:
         if eps is None:
             eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = broadcast(levels.alpha, x0) * x0 + broadcast(levels.sigma, x0) * eps
-        prediction = denoiser(x_t, levels, labels)
+        prediction = (denoiser(x_t, levels, labels) if augment_labels is None else
+                      denoiser(x_t, levels, labels, augment_labels=augment_labels))
         weight = self.weighting.on_target(levels, self.target, self.schedule)
         inputs = LossInputs(pred=prediction.pred.float(),
                             target=self.target.value(x0, eps, levels).float(),

@@ -2,7 +2,10 @@
 
 The network is called as ``net(x, time, labels)``: x of the data's shape, time the
 [B] noise conditioning the target provides, labels optional class indices (None, or the
-null index ``num_classes``, for unconditional calls).
+null index ``num_classes``, for unconditional calls). A network built with
+``spec.augment_dim > 0`` also takes ``augment_labels=`` [B, augment_dim], the augmentation
+parameters of its training images (EDM's augmentation labels; None, as at sampling, means
+zeros).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class DataSpec:
     shape: tuple[int, ...]  # one sample: (C, H, W) for images, (D,) for vectors
     out_channels: int  # C, or 2C when the variance is learned
     num_classes: int = 0  # 0: unconditional
+    augment_dim: int = 0  # length of the augmentation labels it takes (0: none; data/augment.py)
 
 
 class ArchitectureError(DifftkError):
@@ -39,6 +43,8 @@ class Architecture(Component):
 
     family: ClassVar[str] = "architectures"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Whether build() honours spec.augment_dim (an [augment] pipeline needs it to).
+    takes_augment_labels: ClassVar[bool] = False
 
     @model_validator(mode="before")
     @classmethod

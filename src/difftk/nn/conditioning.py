@@ -1,4 +1,5 @@
-"""Conditioning inputs every architecture shares: the noise-level embedding and class labels."""
+"""Conditioning inputs every architecture shares: the noise-level embedding (with the
+augmentation labels, where a network takes them) and class labels."""
 
 from __future__ import annotations
 
@@ -10,16 +11,32 @@ from difftk.nn.fp32 import fp32_region
 
 class NoiseEmbedding(nn.Module):
     """features(time) -> Linear -> SiLU -> Linear, all in fp32 (seed 001 §12.2: the timestep
-    embedding's intermediates are easily truncated in low precision)."""
+    embedding's intermediates are easily truncated in low precision).
 
-    def __init__(self, features: nn.Module, feature_dim: int, dim: int):
+    With ``augment_dim`` > 0 the augmentation labels enter as EDM's SongUNet takes them
+    (Karras et al. 2022, App. F.2; ``augment_dim``, ``map_augment``): a bias-free linear map
+    of the labels added to the noise features before the MLP. Being bias-free, labels of
+    zeros (or None, as at sampling) leave the embedding as if there were no augmentation.
+    """
+
+    def __init__(self, features: nn.Module, feature_dim: int, dim: int, augment_dim: int = 0):
         super().__init__()
         self.features = features
         self.mlp = nn.Sequential(nn.Linear(feature_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.augment = None
+        if augment_dim:
+            self.augment = nn.Linear(augment_dim, feature_dim, bias=False)
+            nn.init.xavier_uniform_(self.augment.weight)  # EDM's init_mode for map_augment
 
-    def forward(self, time: Tensor) -> Tensor:
+    def forward(self, time: Tensor, augment_labels: Tensor | None = None) -> Tensor:
         with fp32_region(time):
-            return self.mlp(self.features(time.float()).float())
+            features = self.features(time.float()).float()
+            if augment_labels is not None:
+                if self.augment is None:
+                    raise ValueError("augmentation labels given to a network built without "
+                                     "augment_dim")
+                features = features + self.augment(augment_labels.float())
+            return self.mlp(features)
 
 
 class LabelEmbedding(nn.Module):

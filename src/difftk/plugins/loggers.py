@@ -4,7 +4,6 @@ where the wandb package is installed (pip install "difftk[wandb]")."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import Field
 
 from difftk.hookspecs import hookimpl
 from difftk.logger import Logger, LogWriter, RunInfo
+from difftk.optional_package import OptionalPackage
 
 
 class TensorBoardWriter(LogWriter):
@@ -191,6 +191,8 @@ class Wandb(Logger):
     """Weights & Biases (wandb); mode = "offline" writes runs/<name>/wandb without a network."""
 
     name = "wandb"
+    requires: ClassVar[tuple[OptionalPackage, ...]] = (
+        OptionalPackage("wandb", 'pip install "difftk[wandb]"'),)
     # The contract checks run without a network.
     example_params: ClassVar[dict[str, Any]] = {"mode": "offline"}
     project: str = Field("difftk", min_length=1, description="wandb project")
@@ -210,5 +212,4 @@ def register_loggers(register):
     register(TensorBoard)
     register(JsonLines)
     register(Csv)
-    if importlib.util.find_spec("wandb") is not None:
-        register(Wandb)
+    register(Wandb)  # listed as needing difftk[wandb] where wandb is missing

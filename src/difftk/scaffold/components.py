@@ -378,6 +378,40 @@ class {class_name}(difftk.Logger):
         return {class_name}Writer(run.run_dir / self.file)
 '''
 
+AUGMENTATIONS = '''import torch
+from pydantic import Field
+
+import difftk
+from difftk import hookimpl
+
+
+class {class_name}(difftk.Augmentation):
+    """Random quarter turns of square images, told to the network as the angle's (cos - 1, sin)."""
+
+    name = "{component}"
+    p: float = Field(0.5, ge=0, le=1, description="probability that an image is turned")
+
+    def label_dim(self):
+        # The network's augment_dim (unet and dit take the labels; zeros when sampling).
+        return 2
+
+    def draw(self, n, generator, device):
+        # One row of random numbers per image, from the run's generator: apply reads only
+        # its own row, so an item augments the same on any process and after a resume.
+        return torch.rand((n, 2), generator=generator, device=device)
+
+    def apply(self, images, draws):
+        turns = (draws[:, 1] * 3).long().clamp(max=2) + 1  # 1..3 quarter turns
+        turns = turns * (draws[:, 0] < self.p)  # 0: the image stays as it is
+        out = images
+        for k in (1, 2, 3):
+            turned = torch.rot90(images, k, dims=(2, 3))  # square images keep their shape
+            out = torch.where((turns == k).view(-1, 1, 1, 1), turned, out)
+        angle = turns.float() * (torch.pi / 2)
+        # An untouched image has the labels of sampling time: zeros.
+        return out, torch.stack([angle.cos() - 1, angle.sin()], dim=1)
+'''
+
 # family -> (what the package adds, module body)
 COMPONENTS: dict[str, tuple[str, str]] = {
     "architectures": ("a network architecture", ARCHITECTURES),
@@ -393,6 +427,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "optimizers": ("an optimizer", OPTIMIZERS),
     "lr_schedules": ("a learning-rate schedule", LR_SCHEDULES),
     "datasets": ("a data set", DATASETS),
+    "augmentations": ("an augmentation pipeline", AUGMENTATIONS),
     "loggers": ("a logging backend", LOGGERS),
 }
 

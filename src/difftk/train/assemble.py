@@ -8,7 +8,7 @@ sampling and evaluation).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -61,6 +61,8 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
     """Build the network and bind the recipe's parts around it."""
     p = recipe.parts
     torch.manual_seed(recipe.run.seed)  # network initialisation is part of the run's seed
+    # The [augment] pipeline's label count is the network's augment_dim (data/augment.py).
+    spec = replace(spec, augment_dim=p["augment"].label_dim())
     net = p["model"].build(spec).to(device)
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
     objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])

@@ -1,5 +1,6 @@
-"""The random draws of optimizer step k: noise levels, noise and label dropout of the whole
-global batch, from a generator keyed by (seed, k).
+"""The random draws of optimizer step k: noise levels, noise, label dropout and the
+augmentation's draws (data/augment.py) of the whole global batch, from a generator keyed by
+(seed, k).
 
 Every process draws the global batch's draws and keeps its slice, so the noise level and
 noise of item i of batch k are the same whichever process (and micro-batch) trains on it,
@@ -17,6 +18,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from difftk.data.augment import AugmentDraws
 from difftk.data.batches import mix_seed
 from difftk.diffusion.guidance import drop_labels
 from difftk.diffusion.levels import Levels
@@ -29,6 +31,7 @@ class StepDraws:
     levels: Levels  # [B] noise levels of the global batch
     eps: Tensor  # [B, ...] noise
     dropped: Tensor | None  # [B] bool: labels replaced by the null label (None: no dropout)
+    augment: AugmentDraws | None = None  # the [augment] pipeline's draws (None: not given)
 
     def part(self, items: slice) -> StepDraws:
         """The draws of the items ``items`` of the global batch."""
@@ -38,7 +41,13 @@ class StepDraws:
         lv = self.levels
         levels = replace(lv, alpha=lv.alpha[items], sigma=lv.sigma[items], t=cut(lv.t),
                          weight=cut(lv.weight))
-        return StepDraws(levels, self.eps[items], cut(self.dropped))
+        augment = None if self.augment is None else self.augment.part(items)
+        return StepDraws(levels, self.eps[items], cut(self.dropped), augment)
+
+    def augmented(self, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+        """These items' images augmented, before noising, and their augmentation labels for
+        the network (None where the recipe augments nothing)."""
+        return (x0, None) if self.augment is None else self.augment.apply(x0)
 
 
 class StepNoise:
@@ -46,10 +55,11 @@ class StepNoise:
 
     def __init__(self, seed: int, batch_size: int, shape: tuple[int, ...], noise_sampling,
                  schedule, label_dropout: float, device: torch.device,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, augmentation=None):
         self.seed, self.batch_size, self.shape = seed, batch_size, tuple(shape)
         self.noise_sampling, self.schedule = noise_sampling, schedule
         self.label_dropout, self.device, self.dtype = label_dropout, device, dtype
+        self.augmentation = augmentation
         self.generator = torch.Generator(device)
 
     def at(self, step: int) -> StepDraws:
@@ -62,4 +72,8 @@ class StepNoise:
         if self.label_dropout > 0:  # one formula for dropout: drop_labels on a 0/1 vector
             zeros = torch.zeros(b, dtype=torch.long, device=self.device)
             dropped = drop_labels(zeros, self.label_dropout, 1, gen).bool()
-        return StepDraws(levels, eps, dropped)
+        augment = None
+        if self.augmentation is not None:  # drawn last: the draws above do not move
+            augment = AugmentDraws(self.augmentation,
+                                   self.augmentation.draw(b, gen, self.device))
+        return StepDraws(levels, eps, dropped, augment)

@@ -92,13 +92,15 @@ class OptimisationStep:
         for m in range(self.accumulation):
             items = slice(m * micro, (m + 1) * micro)
             part = draws.part(items)
+            x, augment_labels = part.augmented(x0[items])  # [augment], before noising
             with gradient_sync(self.forward, sync=m == self.accumulation - 1):
                 start = clock_mark(self.device)
                 with self.precision.autocast(self.device):
                     per_sample, _ = self.objective(
-                        self.forward, x0[items], self.condition(
+                        self.forward, x, self.condition(
                             None if labels is None else labels[items], part.dropped),
-                        self.noise.generator, levels=part.levels, eps=part.eps)
+                        self.noise.generator, levels=part.levels, eps=part.eps,
+                        augment_labels=augment_labels)
                 loss = per_sample.float().sum() / local
                 marks.append((start, clock_mark(self.device)))
                 if self._inject_nonfinite is not None and self._inject_nonfinite(step + 1):

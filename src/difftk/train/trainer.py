@@ -94,7 +94,7 @@ class Trainer:
                                     runtime.rank, runtime.world_size)
         noise = StepNoise(r.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
                           p["schedule"], t.label_dropout if self.spec.num_classes else 0.0,
-                          self.device, self.data.train.dtype)
+                          self.device, self.data.train.dtype, augmentation=p["augment"])
         self.optimisation_step = OptimisationStep(
             self.model, forward, self.asm.objective, self.optimizer, self.precision, self.scaler,
             p["clipping"], self.ema, self.guard, self.spec.num_classes, noise, runtime,

@@ -1,4 +1,4 @@
-"""diffusers' ``UNet2DModel`` as a difftk architecture (registered when diffusers is installed).
+"""diffusers' ``UNet2DModel`` as a difftk architecture (usable where diffusers is installed).
 
 The network is built from a config dict in the recipe (``UNet2DModel``'s keyword
 arguments), from a local diffusers folder's config.json, or, with neither, from a small
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from difftk.hookspecs import hookimpl
 from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
+from difftk.optional_package import OptionalPackage
 
 # Two levels (8x8 -> 4x4 for the digits), attention at the lower one and in the middle.
 SMALL_LAYOUT: dict[str, Any] = {
@@ -60,6 +61,8 @@ class DiffusersUNet2D(Architecture):
     """diffusers' UNet2DModel (a config dict or a local folder), trained by difftk's recipes."""
 
     name = "diffusers_unet2d"
+    requires: ClassVar[tuple[OptionalPackage, ...]] = (
+        OptionalPackage("diffusers", 'pip install "difftk[interop]"'),)
     config: dict[str, Any] = Field(
         default_factory=dict, description="UNet2DModel keyword arguments (block_out_channels, "
         "down_block_types, ...); empty with no folder: a small two-level layout")
@@ -118,7 +121,4 @@ class DiffusersUNet2D(Architecture):
 
 @hookimpl
 def register_architectures(register):
-    from difftk.interop.optional import diffusers_installed
-
-    if diffusers_installed():
-        register(DiffusersUNet2D)
+    register(DiffusersUNet2D)  # listed as needing difftk[interop] where diffusers is missing

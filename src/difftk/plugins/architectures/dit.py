@@ -114,7 +114,8 @@ class DiTModel(nn.Module):
         self.grid = (height // p, width // p)
         self.checkpoint = cfg.checkpoint
         self.patch_embed = nn.Conv2d(cin, dim, p, stride=p)
-        self.noise_embed = NoiseEmbedding(SinusoidalEmbedding(cfg.frequency_dim), cfg.frequency_dim, dim)
+        self.noise_embed = NoiseEmbedding(SinusoidalEmbedding(cfg.frequency_dim), cfg.frequency_dim,
+                                          dim, spec.augment_dim)
         self.label_embed = LabelEmbedding(spec.num_classes, dim) if spec.num_classes else None
         rope = None
         if cfg.position == "sincos":
@@ -136,7 +137,8 @@ class DiTModel(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear) and id(m) not in zeroed:
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # the augmentation labels' map has none
+                    nn.init.zeros_(m.bias)
         w = self.patch_embed.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.patch_embed.bias)
@@ -145,9 +147,10 @@ class DiTModel(nn.Module):
         if self.label_embed is not None:
             nn.init.normal_(self.label_embed.table.weight, std=0.02)
 
-    def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None,
+                augment_labels: Tensor | None = None) -> Tensor:
         b = x.shape[0]
-        c = self.noise_embed(time)
+        c = self.noise_embed(time, augment_labels)
         if self.label_embed is not None:
             c = c + self.label_embed(labels, b, x.device).float()
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2).float()  # [B, N, dim], fp32 stream
@@ -170,6 +173,7 @@ class DiT(Architecture):
     """Diffusion Transformer: patch tokens, adaLN-Zero blocks, QK-norm, 2-D RoPE or sincos."""
 
     name = "dit"
+    takes_augment_labels = True  # EDM's augmentation labels join the noise embedding
     PRESETS = {f"DiT-{size}/{p}": dict(depth=d, hidden_size=h, num_heads=n, patch_size=p)
                for size, (d, h, n) in SIZES.items() for p in PATCHES}
 

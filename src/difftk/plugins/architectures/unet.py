@@ -5,8 +5,9 @@ added (DDPM) or applied as a scale-shift of the second GroupNorm (ADM's AdaGN), 
 a 1x1 skip when the width changes; self-attention at chosen resolutions and in the middle;
 channel multipliers per level; resampling by strided / nearest-neighbour convolutions (DDPM)
 or inside residual blocks (ADM's BigGAN up/down); an optional class embedding added to the
-noise embedding. GroupNorm, attention scores, the noise embedding and the output head run
-in fp32 under autocast (seed 001 §12.4).
+noise embedding, and EDM's augmentation labels mapped into it where [augment] is on.
+GroupNorm, attention scores, the noise embedding and the output head run in fp32 under
+autocast (seed 001 §12.4).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class UNetModel(nn.Module):
         emb_dim = 4 * ch
         self.checkpoint, self.channels_last = cfg.checkpoint, cfg.channels_last
         features = make_embedding(cfg.embedding, ch, cfg.fourier_scale)
-        self.noise_embed = NoiseEmbedding(features, ch, emb_dim)
+        self.noise_embed = NoiseEmbedding(features, ch, emb_dim, spec.augment_dim)
         self.label_embed = LabelEmbedding(spec.num_classes, emb_dim) if spec.num_classes else None
 
         def res(cin, cout, resample=None):
@@ -183,8 +184,9 @@ class UNetModel(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None) -> Tensor:
-        emb = self.noise_embed(time)
+    def forward(self, x: Tensor, time: Tensor, labels: Tensor | None = None,
+                augment_labels: Tensor | None = None) -> Tensor:
+        emb = self.noise_embed(time, augment_labels)
         if self.label_embed is not None:
             emb = emb + self.label_embed(labels, x.shape[0], x.device)
         if self.channels_last:
@@ -205,6 +207,7 @@ class UNet(Architecture):
     """DDPM/ADM U-Net: GroupNorm ResBlocks (added or scale-shift embedding), attention, presets."""
 
     name = "unet"
+    takes_augment_labels = True  # EDM's augmentation labels join the noise embedding
     PRESETS = {
         # Ho et al. 2020, appendix B: 35.7M parameters on CIFAR-10.
         "ddpm_cifar10": dict(channels=128, channel_mult=[1, 2, 2, 2], num_res_blocks=2,

@@ -1,4 +1,4 @@
-"""A local Hugging Face data set (``pip install "difftk[hf]"``; registered when ``datasets``
+"""A local Hugging Face data set (``pip install "difftk[hf]"``; usable where ``datasets``
 is installed): a ``save_to_disk`` folder, a folder of images (``imagefolder``) or parquet
 files. Nothing is downloaded at run time: a hub name is refused with the two lines that
 save it to disk once.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -22,6 +22,7 @@ from difftk.data.dataset import DataBundle
 from difftk.data.images import Decoded, ImageDataset, channels_first
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
+from difftk.optional_package import OptionalPackage
 from difftk.plugins.datasets.folder import decode_image
 
 HELDOUT_SPLITS = ("test", "validation", "valid", "val")
@@ -33,6 +34,8 @@ class HfDatasets(ImageDataset):
     """A local Hugging Face data set (save_to_disk folder, image folder or parquet); no hub."""
 
     name = "hf_datasets"
+    requires: ClassVar[tuple[OptionalPackage, ...]] = (
+        OptionalPackage("datasets", 'pip install "difftk[hf]"'),)
     path: str = Field(description="a folder written by save_to_disk, a folder of images "
                       "(imagefolder layout), or a .parquet file or folder of them")
     split: str = Field("train", min_length=1, description="split to train on")
@@ -152,7 +155,4 @@ def _file(cell: dict[str, Any]):
 
 @hookimpl
 def register_datasets(register):
-    import importlib.util
-
-    if importlib.util.find_spec("datasets") is not None:
-        register(HfDatasets)
+    register(HfDatasets)  # listed as needing difftk[hf] where datasets is missing
