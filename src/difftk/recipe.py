@@ -134,7 +134,7 @@ class LogSection(_Section):
         "t-space schedule and image data, and are skipped with a note where they do not apply")
     eval_samples: int = Field(500, ge=2, le=1_000_000, description="samples drawn for each "
                               "evaluation of the sample metrics")
-    eval_items: int = Field(128, ge=1, le=100_000, description="held-out items (the first ones, "
+    eval_items: int = Field(64, ge=1, le=100_000, description="held-out items (the first ones, "
                             "with fixed noise) scored by nll and mse; each costs T network calls")
     grad_variance_every: int = Field(0, ge=0, description="per-sample gradient variance and "
                                      "share of the gradient by noise-level bucket (seed 000 "

@@ -133,8 +133,8 @@ class Monitor:
         training network (analysis/training_gradient_variance.py), on rank 0, to TensorBoard
         under grad_variance/ and grad_share/ with its figure; each bucket's range once as text."""
         if self.lockstep:
-            self._note_once("grad_fsdp", "log.grad_variance_every skipped: the per-sample gradients "
-                                    "need the whole network on one process, and FSDP shards it")
+            self._note_once("grad_fsdp", "log.grad_variance_every skipped: the per-sample "
+                            "gradients need the whole network on one process, and FSDP shards it")
             return
         if not self.runtime.is_main:
             return
