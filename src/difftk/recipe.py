@@ -126,16 +126,58 @@ class LogSection(_Section):
         '"wandb") or tables {name = "wandb", project = "..."}; [] logs nothing')
     tensorboard: bool = Field(True, description="false: no TensorBoard events even where "
                               "backends lists tensorboard (a switch for tests and sweeps)")
-    eval_every: int = Field(0, ge=0, description="sample metrics (pixel FID, KID; energy and "
-                            "sliced Wasserstein for 2-D data) of the EMA model vs held-out data")
+    eval_every: int = Field(0, ge=0, description="the metrics of eval_metrics, of the EMA "
+                            "model on held-out data (learning curves under eval/)")
+    eval_metrics: list[Literal["fid", "nll", "mse"]] = Field(
+        default_factory=lambda: ["fid", "nll", "mse"], max_length=3,
+        description='what eval_every measures: "fid" (sample metrics: pixel FID, KID; energy '
+        'and sliced Wasserstein for 2-D data), "nll" (the bound in bits/dim) and "mse" (mean '
+        "MSE of the reverse-process mean; seed 003 Tables 5.1, 6.1); nll and mse need a "
+        "t-space schedule and image data, and are skipped with a note where they do not apply")
     eval_samples: int = Field(500, ge=2, le=1_000_000, description="samples drawn for each "
-                              "evaluation")
+                              "evaluation of the sample metrics")
+    eval_items: int = Field(64, ge=1, le=100_000, description="held-out items (the first ones, "
+                            "with fixed noise) scored by nll and mse; each costs T network calls")
+    grad_variance_every: int = Field(0, ge=0, description="per-sample gradient variance and "
+                                     "share of the gradient by noise-level bucket (seed 000 "
+                                     "§3.3, seed 001 §5.2) on a fixed held-out batch")
+    grad_variance_samples: int = Field(64, ge=4, le=10_000, description="items in that batch "
+                                       "(one backward pass each)")
+    grad_variance_buckets: int = Field(4, ge=1, le=64, description="equal-count logSNR buckets")
+    grad_variance_targets: list[str] = Field(
+        default_factory=lambda: ["run"], min_length=1, max_length=8,
+        description='whose per-sample loss gradient: "run" (the run\'s own loss: target, '
+        'weighting, importance weight) and any of "x0", "eps", "v", "edm" (unweighted MSE)')
 
-    @field_validator("backends", mode="before")
+    @field_validator("backends", "eval_metrics", "grad_variance_targets", mode="before")
     @classmethod
     def _one_name_is_a_list(cls, value: Any) -> Any:
         """--set log.backends=jsonl means ["jsonl"]."""
         return [value] if isinstance(value, str) else value
+
+    @field_validator("eval_metrics", "grad_variance_targets")
+    @classmethod
+    def _each_once(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("duplicate", "names an entry twice")
+        return names
+
+    @field_validator("grad_variance_targets")
+    @classmethod
+    def _known_targets(cls, names: list[str]) -> list[str]:
+        known = ("run", "x0", "eps", "v", "edm")  # analysis/gradient_variance.py
+        for name in names:
+            if name not in known:
+                raise PydanticCustomError("target", "{name} is not one of {known}",
+                                          {"name": quoted(name), "known": ", ".join(known)})
+        return names
+
+    @model_validator(mode="after")
+    def _buckets_fit_the_batch(self):
+        if self.grad_variance_samples < 2 * self.grad_variance_buckets:
+            raise PydanticCustomError("dependent_field", "grad_variance_samples must be at "
+                                      "least twice grad_variance_buckets (two items per bucket)")
+        return self
 
 
 SETTINGS: dict[str, type[_Section]] = {"run": RunSection, "train": TrainSection,

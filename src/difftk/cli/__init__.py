@@ -14,7 +14,8 @@ from difftk.cli import bench  # noqa: F401, I001
 from difftk.cli import plot, plot_schedules, plot_noise_sampling, plot_weights  # noqa: F401, I001
 from difftk.cli import plot_targets, plot_information  # noqa: F401, I001
 from difftk.cli import plot_variance_ratio, plot_forward_noising  # noqa: F401, I001
-from difftk.cli import analyze  # noqa: F401, I001
+from difftk.cli import plot_trajectory  # noqa: F401, I001
+from difftk.cli import analyze, compare  # noqa: F401, I001
 from difftk.cli import export  # noqa: F401, I001
 from difftk.cli import plugins, new_plugin  # noqa: F401, I001
 from difftk.cli.app import app  # noqa: I001

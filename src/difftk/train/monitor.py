@@ -1,16 +1,20 @@
-"""What a run looks at while it trains: validation loss, sample grids, sample metrics.
+"""What a run looks at while it trains: validation loss, sample grids, the learning-curve
+metrics of ``log.eval_metrics`` and the gradient variance by noise level.
 
 Samples come from the EMA model through ``eval/generate.py``, as ``difftk sample`` and
-``difftk eval`` draw them; the validation loss uses fixed draws, so its curve moves only
-with the weights.
+``difftk eval`` draw them; the validation loss, the NLL bound and mean MSE (eval/nll.py, on
+the EMA model, as ``difftk eval --nll`` scores it) and the gradient variance use fixed items
+and fixed draws, so their curves move only with the weights.
 
-Both are cut into fixed chunks, each with its own seed, shared out over the processes
+All but the gradient variance (rank 0 alone: a few dozen backward passes) are cut into
+fixed chunks, each with its own seed, shared out over the processes
 (chunk c on rank c mod world size) and summed or gathered: every process works, and the
 numbers and images do not depend on how many processes drew them. Only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -24,6 +28,7 @@ from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
 
 VALIDATION_SEED = 12345  # the same validation draws at every evaluation
+BOUND_SEED = 23456  # the same noise for the NLL bound and mean MSE at every evaluation
 CHUNK = 256  # items per chunk of validation or sampling work
 
 
@@ -47,6 +52,12 @@ class Monitor:
         self.sampler, self.data, self.spec = sampler, data, spec
         self.runtime, self.device = runtime, runtime.device
         self.use_raw_weights = False  # set while the EMA is too young to sample (optim/ema.py)
+        self._told: set[str] = set()  # notes already printed (each is said once per run)
+
+    def _note_once(self, key: str, message: str) -> None:
+        if key not in self._told and self.runtime.is_main:
+            print(f"difftk: {message}", file=sys.stderr)
+        self._told.add(key)
 
     @torch.no_grad()
     def validation_loss(self, max_items: int = 512) -> float:
@@ -69,7 +80,7 @@ class Monitor:
         if labels is None and self.spec.num_classes:
             labels = torch.arange(n, device=self.device) % self.spec.num_classes
         out = torch.zeros((n, *self.spec.shape), device=self.device)
-        module = self.model if self.use_raw_weights else self.ema_module
+        module = self.sampled_module()
         was_training = module.training
         module.eval()
         for c, items in chunks(n, self.runtime, self.lockstep):
@@ -82,8 +93,88 @@ class Monitor:
         module.train(was_training)
         return self.runtime.sum_(out)  # each item is non-zero on one process only
 
+    def sampled_module(self):
+        """The EMA copy, or the raw weights while the EMA is too young (trainer decides)."""
+        return self.model if self.use_raw_weights else self.ema_module
+
     @torch.no_grad()
-    def evaluate(self, n: int) -> dict[str, float]:
+    def heldout_bound(self, n: int) -> dict[str, float]:
+        """The variational bound of the EMA model on the first ``n`` held-out items (eval/nll.py):
+        NLL in bits/dim, its prior and decoder terms, mean MSE and x0 MSE, averaged over the
+        items. Chunk c draws its noise from seed mix_seed(BOUND_SEED, c)."""
+        from difftk.eval.nll import nll_bits_per_dim
+
+        x = self.data.heldout[:n]
+        gen = torch.Generator(self.device)
+        keys = ("nll_bpd", "prior_bpd", "decoder_bpd", "mean_mse", "x0_mse")
+        module = self.sampled_module()
+        was_training = module.training
+        module.eval()
+        total = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
+        for c, items in chunks(x.shape[0], self.runtime, self.lockstep):
+            gen.manual_seed(mix_seed(BOUND_SEED, c or 0))
+            part = nll_bits_per_dim(module, x[items].to(self.device), batch_size=CHUNK,
+                                    generator=gen)
+            if c is not None:
+                count = items.stop - items.start
+                total += torch.tensor([part[k] * count for k in keys], dtype=torch.float64,
+                                      device=self.device)
+        module.train(was_training)
+        total = self.runtime.sum_(total) / x.shape[0]
+        return dict(zip(keys, total.tolist(), strict=True))
+
+    def evaluate(self, settings) -> dict[str, float]:
+        """The metrics ``settings.eval_metrics`` names (``settings``: the recipe's [log]): sample
+        metrics ("fid") on ``eval_samples`` samples, the bound's NLL and mean MSE on
+        ``eval_items`` held-out items where the bound applies (said once where it does not)."""
+        from difftk.eval.heldout_bound import BOUND_METRICS, bound_keys, bound_problem
+
+        out: dict[str, float] = {}
+        if "fid" in settings.eval_metrics:
+            out.update(self.sample_metrics(settings.eval_samples))
+        wanted = [m for m in settings.eval_metrics if m in BOUND_METRICS]
+        problem = bound_problem(self.ema_module.schedule, self.data.kind) if wanted else None
+        if problem:
+            self._note_once("bound", f"log.eval_metrics: {' and '.join(wanted)} skipped: {problem}")
+        elif wanted:
+            bound = self.heldout_bound(settings.eval_items)
+            out.update({key: bound[key] for key in bound_keys(wanted)})
+        return out if self.runtime.is_main else {}
+
+    def gradient_variance(self, recipe, step: int, logger: RunLogger) -> None:
+        """Per-sample gradient variance and share of the gradient by logSNR bucket of the
+        training network (analysis/training_gradient_variance.py), on rank 0, to TensorBoard
+        under grad_variance/ and grad_share/ with its figure; each bucket's range once as text."""
+        if self.lockstep:
+            self._note_once("grad_fsdp", "log.grad_variance_every skipped: the per-sample "
+                            "gradients need the whole network on one process, and FSDP shards it")
+            return
+        if not self.runtime.is_main:
+            return
+        from difftk.analysis.gradient_variance import draw_gradient_buckets
+        from difftk.analysis.training_gradient_variance import (
+            bucket_ranges,
+            bucket_scalars,
+            live_gradient_buckets,
+        )
+        from difftk.eval.figures import figure_to_image
+
+        settings = recipe.log
+        labels = self.data.heldout_labels if self.spec.num_classes else None
+        result = live_gradient_buckets(self.model, recipe, self.data.heldout, labels, step,
+                                       targets=list(settings.grad_variance_targets),
+                                       buckets=settings.grad_variance_buckets,
+                                       samples=settings.grad_variance_samples)
+        for tag, value in bucket_scalars(result).items():
+            logger.scalar(tag, value, step)
+        if "grad_ranges" not in self._told:
+            logger.text("grad_variance/buckets", bucket_ranges(result), step)
+            self._told.add("grad_ranges")
+        logger.image("grad_variance", figure_to_image(draw_gradient_buckets(
+            result, f"gradient by noise level, step {step}")), step)
+
+    @torch.no_grad()
+    def sample_metrics(self, n: int) -> dict[str, float]:
         """Sample metrics of the EMA model against the held-out split (eval/metrics.py);
         a conditional model draws the held-out labels, so the class mix matches."""
         from difftk.eval.metrics import sample_metrics

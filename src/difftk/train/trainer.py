@@ -240,8 +240,10 @@ class Trainer:
             self.logger.scalar("loss/validation", self.monitor.validation_loss(), step)
         if cadence.evaluate(step):
             self._choose_sampled_weights()
-            for key, value in self.monitor.evaluate(self.recipe.log.eval_samples).items():
+            for key, value in self.monitor.evaluate(self.recipe.log).items():
                 self.logger.scalar(f"eval/{key}", value, step)
+        if cadence.gradient_variance(step):
+            self.monitor.gradient_variance(self.recipe, step, self.logger)
         if cadence.samples(step):
             self.write_samples(f"step_{step:08d}")
         if cadence.checkpoint(step):
