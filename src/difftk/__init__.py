@@ -32,6 +32,8 @@ _LAZY = {
     "LrSchedule": "difftk.optim.lr_schedule",
     "Dataset": "difftk.data.dataset",
     "Logger": "difftk.logger",
+    "Latents": "difftk.latents.latents",
+    "LatentCodec": "difftk.latents.latents",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.optimizers",
     "difftk.plugins.lr_schedules",
     "difftk.plugins.loggers",
+    "difftk.plugins.latents",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",

@@ -15,10 +15,10 @@ EXAMPLE_SIGMA_DATA = 0.5
 
 
 def _family_checks() -> dict[str, list[Check]]:
-    from difftk.testing import generation_checks, math_checks, training_checks
+    from difftk.testing import generation_checks, latents_checks, math_checks, training_checks
 
     table: dict[str, list[Check]] = {}
-    for module in (math_checks, generation_checks, training_checks):
+    for module in (math_checks, generation_checks, training_checks, latents_checks):
         for family, checks in module.CHECKS.items():
             table.setdefault(family, []).extend(checks)
     return table
