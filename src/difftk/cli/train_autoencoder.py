@@ -22,7 +22,7 @@ def train_autoencoder(
 ):
     """Train a KL autoencoder; writes runs/<name>/autoencoder.safetensors and .json."""
     from difftk.latents.autoencoder_recipe import load_autoencoder_recipe
-    from difftk.latents.autoencoder_training import train_autoencoder as fit
+    from difftk.train.autoencoder_training import train_autoencoder as fit
     from difftk.train.runtime import make_runtime
 
     r = load_autoencoder_recipe(recipe, set_)
