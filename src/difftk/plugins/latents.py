@@ -131,7 +131,7 @@ class Autoencoder(Latents):
         fallback = {"width": self.width, "latent_channels": self.latent_channels,
                     "downsample": self.downsample}
         channels = None
-        if not (weights.with_suffix(".json")).is_file():
+        if weights.is_file() and not weights.with_suffix(".json").is_file():
             channels = pixels().shape[0]  # your own weights: the data say how many channels
         model = load_autoencoder(weights, {**fallback, "channels": channels})
         return AutoencoderCodec(model, weights, self.scale)
