@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 ROOM_NAMES = {"diffusion": "the mathematics", "train": "the loop", "cli": "the CLI",
               "plugins": "the built-ins", "data": "the data", "nn": "the network blocks",
-              "optim": "the engineering contracts"}
+              "optim": "the engineering contracts", "latents": "the representations"}
 
 # importing room -> rooms it must not import, and why
 FORBIDDEN: dict[str, dict[str, str]] = {
@@ -29,6 +29,9 @@ FORBIDDEN: dict[str, dict[str, str]] = {
     "nn": {"train": "network blocks know nothing of the loop",
            "cli": "network blocks know nothing of the CLI",
            "plugins": "network blocks name no concrete part"},
+    "latents": {"train": "a representation's mathematics holds no loop",
+                "cli": "representations know nothing of the CLI",
+                "plugins": "the latents' contracts name no concrete part"},
     "optim": {"train": "the engineering contracts hold no loop",
               "cli": "the engineering contracts know nothing of the CLI",
               "plugins": "the engineering contracts name no concrete part"},

@@ -33,6 +33,8 @@ _LAZY = {
     "Dataset": "difftk.data.dataset",
     "Augmentation": "difftk.data.augment",
     "Logger": "difftk.logger",
+    "Latents": "difftk.latents.latents",
+    "LatentCodec": "difftk.latents.latents",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

@@ -44,6 +44,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("optimizers", "optimizer", "difftk.optim.optimizer:Optimizer", "adam", "optimizer"),
     Family("lr_schedules", "lr_schedule", "difftk.optim.lr_schedule:LrSchedule", "constant",
            "learning-rate schedule"),
+    Family("latents", "latents", "difftk.latents.latents:Latents", "identity", "latent space"),
     Family("loggers", "log", "difftk.logger:Logger", "tensorboard", "logger", "backends"),
 )
 

@@ -90,3 +90,8 @@ def register_lr_schedules(register):
 @hookspec
 def register_loggers(register):
     """Register logging backends (listed in ``log.backends``): subclasses of ``difftk.Logger``."""
+
+
+@hookspec
+def register_latents(register):
+    """Register the spaces diffusion runs in (pixels, transforms): subclasses of ``difftk.Latents``."""

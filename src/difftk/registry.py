@@ -55,6 +55,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.lr_schedules",
     "difftk.plugins.augmentations",
     "difftk.plugins.loggers",
+    "difftk.plugins.latents",
     "difftk.plugins.architectures.mlp",
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",

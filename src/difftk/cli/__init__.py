@@ -7,7 +7,7 @@ itself on ``app`` when imported below; the import order is the order of ``difftk
 ``DifftkError`` into one sentence on stderr and a non-zero exit.
 """
 
-from difftk.cli import train  # noqa: F401, I001
+from difftk.cli import train, train_autoencoder  # noqa: F401, I001
 from difftk.cli import sample, eval, ema  # noqa: F401, I001
 from difftk.cli import validate, info, memory, data  # noqa: F401, I001
 from difftk.cli import bench  # noqa: F401, I001

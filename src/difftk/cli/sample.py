@@ -85,18 +85,19 @@ def sample(
     gen = torch.Generator(dev).manual_seed(seed)
     noise = torch.randn((n, *model.spec.shape), generator=gen, device=dev)
     result = chosen.sample(model.denoiser, noise, gen, labels)
+    pixels = model.to_pixels(result.x)  # decoded when the model runs on [latents]
     data_part = model.recipe.parts["data"]
     try:  # -o into a read-only folder, or under a file: one sentence
         if fmt is Format.npz:
-            sample_files.write_npz(output, result.x, labels, sample_files.value_range(
+            sample_files.write_npz(output, pixels, labels, sample_files.value_range(
                 model.kind, data_part, model.spec.shape))
         elif fmt is Format.png_dir:
             if model.kind != "image":
                 raise DifftkError(f"--format png-dir writes images, and {checkpoint} draws "
                                   f"{model.kind} samples")
-            sample_files.write_png_dir(output, result.x, labels, data_part)
+            sample_files.write_png_dir(output, pixels, labels, data_part)
         else:
-            save_png(sample_figure(result.x), output)
+            save_png(sample_figure(pixels), output)
     except OSError as exc:
         raise DifftkError(f"{exc.filename or output}: {exc.strerror or exc}") from None
     typer.echo(f"{n} samples from step {model.step} with {chosen.name} "

@@ -67,13 +67,16 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
                     "samples": n}
     if metrics:
         result = generate(sampler, model.denoiser, n, model.spec.shape, device, seed, labels,
-                          batch_size)
+                          batch_size, model.to_pixels)
         report["nfe_per_image"] = result.nfe
         report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features)
     if speed:
         report["speed"] = sampler_speed(speed, model.denoiser, n, model.spec.shape, device,
-                                        seed, labels, batch_size)
+                                        seed, labels, batch_size, model.to_pixels)
     if nll_samples:
+        if model.codec is not None and not model.codec.identity:
+            raise DifftkError(f'--nll bounds the likelihood of pixels, and this model draws '
+                              f'[latents] "{model.recipe.parts["latents"].name}"; leave out --nll')
         report["nll"] = nll_report(model.denoiser, data.heldout[:nll_samples], seed=seed,
                                    batch_size=batch_size)
     return report

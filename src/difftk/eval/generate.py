@@ -23,15 +23,17 @@ def cycle_labels(labels, n: int, device) -> torch.Tensor | None:
 
 
 def generate(sampler, denoiser, n: int, shape: tuple[int, ...], device, seed: int = 0,
-             labels: torch.Tensor | None = None, batch_size: int = 500) -> SampleResult:
-    """n samples drawn ``batch_size`` at a time from one seeded stream (labels [n] or None)."""
+             labels: torch.Tensor | None = None, batch_size: int = 500,
+             decode=None) -> SampleResult:
+    """n samples drawn ``batch_size`` at a time from one seeded stream (labels [n] or None);
+    ``decode`` maps each batch from the [latents] space to pixels (Restored.to_pixels)."""
     gen = torch.Generator(device).manual_seed(seed)
     parts, nfe = [], 0
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
         noise = torch.randn((b, *shape), generator=gen, device=device)
         result = sampler.sample(denoiser, noise, gen, None if labels is None else labels[i:i + b])
-        parts.append(result.x)
+        parts.append(result.x if decode is None else decode(result.x))
         nfe = result.nfe
     return SampleResult(torch.cat(parts), nfe)
 
@@ -42,8 +44,10 @@ def _sync(device) -> None:
 
 
 def sampler_speed(samplers, denoiser, n: int, shape: tuple[int, ...], device, seed: int = 0,
-                  labels: torch.Tensor | None = None, batch_size: int = 500) -> list[dict]:
-    """For each sampler: steps, grid, NFE per image and images per second on n samples.
+                  labels: torch.Tensor | None = None, batch_size: int = 500,
+                  decode=None) -> list[dict]:
+    """For each sampler: steps, grid, NFE per image and images per second on n samples
+    (decoding to pixels included, for a model trained on [latents]).
 
     A two-sample run first takes one-off costs (allocations, kernel selection) out of the
     timing.
@@ -51,10 +55,10 @@ def sampler_speed(samplers, denoiser, n: int, shape: tuple[int, ...], device, se
     rows = []
     for sampler in samplers:
         generate(sampler, denoiser, 2, shape, device, seed,
-                 None if labels is None else labels[:2], batch_size)
+                 None if labels is None else labels[:2], batch_size, decode)
         _sync(device)
         start = time.perf_counter()
-        result = generate(sampler, denoiser, n, shape, device, seed, labels, batch_size)
+        result = generate(sampler, denoiser, n, shape, device, seed, labels, batch_size, decode)
         _sync(device)
         seconds = time.perf_counter() - start
         rows.append({"sampler": sampler.name, "grid": sampler.grid,

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from difftk.errors import CheckpointError, DifftkError
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import recipe_from_text
-from difftk.train.assemble import Restored, assemble, restore
+from difftk.train.assemble import Restored, assemble, restore, restore_codec
 
 RECIPE, SPEC, KIND, STEP = "difftk_recipe", "difftk_spec", "difftk_kind", "difftk_step"
 
@@ -72,7 +72,8 @@ def _load_weights_file(path: Path, device: torch.device, use_ema: bool) -> Resto
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the recorded model ({exc})") from None
     asm.denoiser.eval()
-    return Restored(recipe, asm.denoiser, spec, meta.get(KIND, "image"), int(meta.get(STEP, 0)))
+    return Restored(recipe, asm.denoiser, spec, meta.get(KIND, "image"), int(meta.get(STEP, 0)),
+                    restore_codec(recipe, device))
 
 
 def load_trained_model(path: str | Path, device: torch.device, use_ema: bool = True

@@ -412,6 +412,41 @@ class {class_name}(difftk.Augmentation):
         return out, torch.stack([angle.cos() - 1, angle.sin()], dim=1)
 '''
 
+LATENTS = '''from pydantic import Field
+from torch.nn import functional as F
+
+import difftk
+from difftk import hookimpl
+
+
+class {class_name}Codec(difftk.LatentCodec):
+    """[C, H, W] -> [C f^2, H/f, W/f]: each f x f patch becomes f^2 channels."""
+
+    lossless = True  # an exact rearrangement: the contract checks hold it to a round trip
+
+    def __init__(self, factor: int):
+        super().__init__(None, None)  # any image size divisible by f
+        self.factor = factor
+
+    def encode(self, x):
+        return F.pixel_unshuffle(x, self.factor)
+
+    def decode(self, z):
+        return F.pixel_shuffle(z, self.factor)
+
+
+class {class_name}(difftk.Latents):
+    """Space-to-depth: f x f pixel patches as channels (DiT's patchify without the linear map)."""
+
+    name = "{component}"
+    factor: int = Field(2, ge=1, le=64, description="patch size f (divides the image size)")
+
+    def build(self, pixels):
+        # pixels() loads the data set: call it only when the transform is fitted on the
+        # training split or needs the pixel shape.
+        return {class_name}Codec(self.factor)
+'''
+
 # family -> (what the package adds, module body)
 COMPONENTS: dict[str, tuple[str, str]] = {
     "architectures": ("a network architecture", ARCHITECTURES),
@@ -429,6 +464,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "datasets": ("a data set", DATASETS),
     "augmentations": ("an augmentation pipeline", AUGMENTATIONS),
     "loggers": ("a logging backend", LOGGERS),
+    "latents": ("a latent space", LATENTS),
 }
 
 

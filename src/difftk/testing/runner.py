@@ -18,12 +18,14 @@ def _family_checks() -> dict[str, list[Check]]:
     from difftk.testing import (
         augmentation_checks,
         generation_checks,
+        latents_checks,
         math_checks,
         training_checks,
     )
 
     table: dict[str, list[Check]] = {}
-    for module in (math_checks, generation_checks, training_checks, augmentation_checks):
+    for module in (math_checks, generation_checks, training_checks, augmentation_checks,
+                   latents_checks):
         for family, checks in module.CHECKS.items():
             table.setdefault(family, []).extend(checks)
     return table

@@ -16,6 +16,7 @@ from difftk.data.dataset import DataBundle
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
 from difftk.errors import CheckpointError, DataError
+from difftk.latents.latents import LatentCodec, decode_fp32
 from difftk.nn.architecture import DataSpec
 from difftk.optim.ema import too_young
 from difftk.recipe import Recipe, recipe_from_text
@@ -73,9 +74,21 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
 class Restored:
     recipe: Recipe
     denoiser: torch.nn.Module
-    spec: DataSpec
-    kind: str
+    spec: DataSpec  # the network's: in latent space when the recipe has [latents]
+    kind: str  # of the pixels that samples decode to
     step: int
+    codec: LatentCodec | None = None  # the recipe's [latents], rebuilt from its config
+
+    def to_pixels(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples drawn by the denoiser, decoded to pixels (fp32, seed 001 §12.4)."""
+        return samples if self.codec is None else decode_fp32(self.codec, samples)
+
+
+def restore_codec(recipe: Recipe, device: torch.device) -> LatentCodec:
+    """The codec of the recipe's [latents] (the recorded autoencoder weights, or the
+    transform fitted again on the recipe's data set), in eval mode on ``device``."""
+    codec = recipe.parts["latents"].build(lambda: recipe.parts["data"].load())
+    return codec.to(device).eval()
 
 
 def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
@@ -96,4 +109,5 @@ def restore(path, device: torch.device, use_ema: bool = True) -> Restored:
     except RuntimeError as exc:
         raise CheckpointError(f"{ck.path}: weights do not fit the recorded model ({exc})") from None
     asm.denoiser.eval()
-    return Restored(recipe, asm.denoiser, spec, ck.state.get("kind", "image"), ck.step)
+    return Restored(recipe, asm.denoiser, spec, ck.state.get("kind", "image"), ck.step,
+                    restore_codec(recipe, device))

@@ -23,6 +23,7 @@ from difftk.data.batches import mix_seed
 from difftk.data.dataset import DataBundle
 from difftk.eval.figures import sample_figure, save_png
 from difftk.eval.generate import generate
+from difftk.latents.latents import decode_fp32
 from difftk.nn.architecture import DataSpec
 from difftk.train.run_logger import RunLogger
 from difftk.train.runtime import Runtime
@@ -46,8 +47,12 @@ def chunks(n: int, runtime: Runtime, lockstep: bool = False) -> list[tuple[int |
 
 class Monitor:
     def __init__(self, model, ema_module, objective, sampler, data: DataBundle, spec: DataSpec,
-                 runtime: Runtime, lockstep: bool = False):
+                 runtime: Runtime, lockstep: bool = False, codec=None,
+                 pixels: DataBundle | None = None):
         self.model, self.ema_module, self.objective = model, ema_module, objective
+        # Samples are drawn in the [latents] space of ``data`` and decoded (fp32) to be
+        # compared with, and drawn as, ``pixels`` (the same bundle in pixel space).
+        self.codec, self.pixels = codec, pixels if pixels is not None else data
         self.lockstep = lockstep
         self.sampler, self.data, self.spec = sampler, data, spec
         self.runtime, self.device = runtime, runtime.device
@@ -91,7 +96,8 @@ class Monitor:
             if c is not None:
                 out[items] = x
         module.train(was_training)
-        return self.runtime.sum_(out)  # each item is non-zero on one process only
+        out = self.runtime.sum_(out)  # each item is non-zero on one process only
+        return out if self.codec is None else decode_fp32(self.codec, out)
 
     def sampled_module(self):
         """The EMA copy, or the raw weights while the EMA is too young (trainer decides)."""
@@ -179,7 +185,7 @@ class Monitor:
         a conditional model draws the held-out labels, so the class mix matches."""
         from difftk.eval.metrics import sample_metrics
 
-        labels = self.data.heldout_labels
+        labels = self.pixels.heldout_labels
         if self.spec.num_classes and labels is not None:
             labels = labels.repeat(n // labels.shape[0] + 1)[:n].to(self.device)
         else:
@@ -187,7 +193,7 @@ class Monitor:
         x = self.draw_samples(n, seed=1, labels=labels)
         if not self.runtime.is_main:
             return {}
-        return sample_metrics(x.cpu(), self.data.heldout, self.data.kind)
+        return sample_metrics(x.cpu(), self.pixels.heldout, self.pixels.kind)
 
     def write_samples(self, n: int, path: Path, logger: RunLogger, step: int) -> Path | None:
         """A grid of n samples (over held-out points for 2-D data) to TensorBoard and ``path``
@@ -195,7 +201,7 @@ class Monitor:
         x = self.draw_samples(n)
         if not self.runtime.is_main:
             return None
-        ref = self.data.heldout[:2000] if self.data.kind == "vector" else None
+        ref = self.pixels.heldout[:2000] if self.pixels.kind == "vector" else None
         image = sample_figure(x, ref)
         logger.image("samples", image, step)
         save_png(image, path)

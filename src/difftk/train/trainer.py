@@ -16,6 +16,7 @@ import torch
 
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream, split_batch
+from difftk.latents.encoded_data import encode_data
 from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
@@ -45,7 +46,12 @@ class Trainer:
         self.run_dir = Path(recipe.run.out_dir) / recipe.run.name
         resume_from = checkpoint_to_resume(self.run_dir, resume)
 
-        self.data = recipe.parts["data"].load()
+        # Diffusion runs on the [latents] of the pixels (the pixels themselves by default);
+        # sigma_data = "data" is then measured on the latents.
+        self.pixels = recipe.parts["data"].load()
+        recipe = recipe.with_parts(latents=recipe.parts["latents"].resolved())
+        self.codec = recipe.parts["latents"].build(lambda: self.pixels).to(self.device)
+        self.data = encode_data(self.codec, self.pixels, self.device)
         recipe = resolve_sigma_data(recipe, self.data.sigma_data)
         if resume_from is not None:
             check_resumable(resume_from, recipe)
@@ -53,14 +59,15 @@ class Trainer:
         self.spec = data_spec(recipe, self.data)
         forward = self._build_network()
         self._build_step(forward)
-        self.state = RunState(self.run_dir, recipe, self.spec, self.data.kind, runtime,
+        self.state = RunState(self.run_dir, recipe, self.spec, self.pixels.kind, runtime,
                               self.model, self.ema, self.optimizer, self.scaler, self.guard,
                               self.batches)
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective,
                                recipe.parts["sampler"], self.data, self.spec, runtime,
-                               lockstep=runtime.distributed and recipe.train.strategy == "fsdp")
+                               lockstep=runtime.distributed and recipe.train.strategy == "fsdp",
+                               codec=self.codec, pixels=self.pixels)
         self.logger = RunLogger.for_recipe(recipe, self.run_dir, runtime.is_main)
         self.time_fraction = 0.0  # share of train.time_limit used, agreed by every rank
 
