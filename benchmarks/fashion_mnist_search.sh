@@ -8,7 +8,9 @@
 #
 #   bash benchmarks/fashion_mnist_search.sh NAME STEPS [--set section.field=value ...]
 #
-# Appends one JSON line per candidate to runs/fmsearch/results.jsonl.
+# Appends one JSON line per candidate to runs/fmsearch/results.jsonl. RECIPE=path picks
+# another base recipe (recipes/edm.toml for digits); GUIDANCE="1 1.5 2" scores a
+# class-conditional run at each classifier-free guidance scale.
 set -euo pipefail
 name=$1
 steps=$2
@@ -17,14 +19,19 @@ out=runs/fmsearch
 mkdir -p "$out"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 start=$(date +%s)
-difftk train recipes/fashion_mnist/edm.toml --no-progress --set run.out_dir="\"$out\"" \
+recipe=${RECIPE:-recipes/fashion_mnist/edm.toml}
+difftk train "$recipe" --no-progress --set run.out_dir="\"$out\"" \
   --set run.name="\"$name\"" --set train.steps="$steps" --set train.time_limit=0 \
   --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0 \
   --set precision.name='"fp32"' "$@" > "$out/$name.train.log" 2>&1
 trained=$(date +%s)
-difftk eval "$out/$name" -n 1000 --json > "$out/$name.eval.json" 2> "$out/$name.eval.err"
-done_=$(date +%s)
-python - "$name" "$steps" "$out" $((trained - start)) $((done_ - trained)) "$*" <<'PY'
+for g in ${GUIDANCE:-1}; do
+  tag=$name$([ -n "${GUIDANCE:-}" ] && echo "_g$g" || true)
+  guide=(); [ -n "${GUIDANCE:-}" ] && guide=(--guidance "$g")
+  difftk eval "$out/$name" -n 1000 "${guide[@]}" --json > "$out/$tag.eval.json" \
+    2> "$out/$tag.eval.err"
+  done_=$(date +%s)
+  python - "$tag" "$steps" "$out" $((trained - start)) $((done_ - trained)) "$recipe $*" <<'PY'
 import json, sys
 name, steps, out, train_s, eval_s, sets = sys.argv[1:7]
 ev = json.load(open(f"{out}/{name}.eval.json"))
@@ -34,3 +41,5 @@ with open(f"{out}/results.jsonl", "a") as f:
     f.write(json.dumps(row) + "\n")
 print(json.dumps(row))
 PY
+  trained=$(date +%s)
+done

@@ -4,10 +4,12 @@ small, so that none of them rots. The CIFAR-10 recipes read a tiny CIFAR-10 dire
 written here in the format of the published python pickles."""
 
 import pickle
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from difftk.recipe import load_recipe
 from difftk.train.runtime import make_runtime
@@ -29,7 +31,28 @@ def _fake_cifar10(folder):
     return folder
 
 
-@pytest.mark.parametrize("path", SHIPPED)
+def _is_autoencoder(path):
+    return "autoencoder" in tomllib.loads((ROOT / path).read_text())
+
+
+def _train_autoencoder(path, out_dir):
+    """Two steps of a train-autoencoder recipe; the weights file it writes."""
+    from difftk.latents.autoencoder_recipe import load_autoencoder_recipe
+    from difftk.train.autoencoder_training import train_autoencoder
+
+    r = load_autoencoder_recipe(ROOT / path, [f'run.out_dir="{out_dir}"', "autoencoder.steps=2",
+                                              "autoencoder.batch_size=4"])
+    result = train_autoencoder(r, torch.device("cpu"), False)
+    assert result.weights.is_file()
+    return result.weights
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if _is_autoencoder(p)])
+def test_autoencoder_recipe_trains_two_steps(tmp_path, path):
+    _train_autoencoder(path, tmp_path)
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if not _is_autoencoder(p)])
 def test_recipe_trains_two_steps(root, tmp_path, path):
     recipe = load_recipe(root / path, warn=False)
     sets = [f'run.out_dir="{tmp_path}"', 'run.name="r"', "train.steps=2",
@@ -42,6 +65,12 @@ def test_recipe_trains_two_steps(root, tmp_path, path):
         sets.append("sampler.steps=2")
     if recipe.parts["data"].name == "cifar10":
         sets.append(f'data.path="{_fake_cifar10(tmp_path / "cifar")}"')
+    latents = recipe.parts.get("latents")
+    if latents is not None and getattr(latents, "weights", None):
+        # The autoencoder it names is trained by the shipped autoencoder recipe of its data set.
+        source = next(p for p in SHIPPED if _is_autoencoder(p)
+                      and Path(latents.weights).parent.name in (ROOT / p).read_text())
+        sets.append(f'latents.weights="{_train_autoencoder(source, tmp_path / "ae")}"')
     trainer = Trainer(load_recipe(root / path, sets, warn=False), make_runtime("cpu"),
                       progress=False)
     grid = trainer.fit()
