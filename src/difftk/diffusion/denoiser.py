@@ -33,8 +33,8 @@ class Denoiser(nn.Module):
                 augment_labels: Tensor | None = None) -> Prediction:
         pre = self.target.preconditioning(levels)  # EDM's scalings: once per forward pass
         # Augmentation labels only where given (training with [augment]): None means zeros.
-        extra = {} if augment_labels is None else {"augment_labels": augment_labels}
-        out = self.net(pre.net_input(x_t), pre.noise.float(), labels, **extra)
+        augment = {} if augment_labels is None else {"augment_labels": augment_labels}
+        out = self.net(pre.net_input(x_t), pre.noise.float(), labels, **augment)
         extra = None
         if self.variance.learned:
             out, extra = out.chunk(2, dim=1)
