@@ -103,6 +103,7 @@ def test_the_bound_applies_only_to_image_data_on_a_table():
     assert bound_problem(Linear(), "image") is None
     assert "no table" in bound_problem(EDM(), "image")
     assert "8-bit pixels" in bound_problem(Linear(), "vector")
+    assert "latent encoding" in bound_problem(Linear(), "image", in_latents=True)
     assert bound_keys(["fid", "mse"]) == ["mean_mse", "x0_mse"]
 
 

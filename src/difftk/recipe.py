@@ -133,7 +133,7 @@ class LogSection(_Section):
         description='what eval_every measures: "fid" (sample metrics: pixel FID, KID; energy '
         'and sliced Wasserstein for 2-D data), "nll" (the bound in bits/dim) and "mse" (mean '
         "MSE of the reverse-process mean; seed 003 Tables 5.1, 6.1); nll and mse need a "
-        "t-space schedule and image data, and are skipped with a note where they do not apply")
+        "t-space schedule and pixel images, and are skipped with a note where they do not apply")
     eval_samples: int = Field(500, ge=2, le=1_000_000, description="samples drawn for each "
                               "evaluation of the sample metrics")
     eval_items: int = Field(64, ge=1, le=100_000, description="held-out items (the first ones, "

@@ -17,11 +17,15 @@ BOUND_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def bound_problem(schedule, kind: str) -> str | None:
-    """Why the bound's NLL and mean MSE do not apply to this schedule and data, or None."""
+def bound_problem(schedule, kind: str, in_latents: bool = False) -> str | None:
+    """Why the bound's NLL and mean MSE do not apply to this schedule and data (``in_latents``:
+    the network models a [latents] encoding, not the pixels), or None."""
     if not getattr(schedule, "has_table", False):
         return (f'the "{schedule.name}" schedule has no table of T steps to sum the '
                 "variational bound over (seed 003 §3)")
+    if in_latents:
+        return ("the bound scores 8-bit pixels (seed 003 Algorithm 2), and this run's network "
+                "models their latent encoding")
     if kind != "image":
         return (f"the bound scores 8-bit pixels (seed 003 Algorithm 2), and this run's data "
                 f"are {kind}s")

@@ -139,7 +139,9 @@ class Monitor:
         if "fid" in settings.eval_metrics:
             out.update(self.sample_metrics(settings.eval_samples))
         wanted = [m for m in settings.eval_metrics if m in BOUND_METRICS]
-        problem = bound_problem(self.ema_module.schedule, self.data.kind) if wanted else None
+        in_latents = self.codec is not None and not self.codec.identity
+        problem = (bound_problem(self.ema_module.schedule, self.data.kind, in_latents)
+                   if wanted else None)
         if problem:
             self._note_once("bound", f"log.eval_metrics: {' and '.join(wanted)} skipped: {problem}")
         elif wanted:
