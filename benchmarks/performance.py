@@ -2,6 +2,7 @@
 
     python benchmarks/performance.py cpu OUT_DIR [--only NAME ...]   # the CPU tables
     python benchmarks/performance.py gpu OUT_DIR [--budget SECONDS]  # the GPU set (gpu_bench.sh)
+    DIFFTK_BENCH_TINY=1 python benchmarks/performance.py gpu OUT_DIR # the same rows, tiny (a CPU check)
     python benchmarks/performance.py tables OUT_DIR                  # markdown from the JSON
 
 Each row is ``difftk bench`` with ``--json OUT_DIR/<row>.json`` in a fresh process (so one
@@ -14,6 +15,7 @@ widens the spread. ``tables`` prints the tables the docs hold, with the command 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,36 +69,62 @@ def cpu_rows() -> list[dict]:
 
 
 def gpu_rows() -> list[dict]:
-    """The GPU set, cheapest first, so a budget cut drops the least informative rows."""
+    """The GPU set, cheapest first, so a budget cut drops the least informative rows: per
+    architecture fp32 vs bf16, bf16 attention kernels (attention_fp32 = false: SDPA's flash
+    / memory-efficient kernels), channels_last for the U-Nets, torch.compile, Adam kernels,
+    and one profiler table per architecture family."""
     dit, ddpm = "recipes/architectures/dit.toml", "recipes/cifar10/ddpm.toml"
+    fashion = "recipes/fashion_mnist/edm.toml"
+    bf16, flash = ["precision.name=bf16"], ["model.attention_fp32=false"]
     rows = []
+    for tag, recipe, shape, batch, base, compare in (
+            ("ddpm_cifar10", ddpm, "3,32,32", 128, [], "raw,diffusers"),
+            ("fashion", fashion, "1,28,28", 256, [], "raw,diffusers")):
+        rows += [row(f"gpu_{tag}_bf16", recipe, shape, batch, base + bf16, compare),
+                 row(f"gpu_{tag}_fp32", recipe, shape, batch, base + FP32, compare),
+                 row(f"gpu_{tag}_bf16_attention_bf16", recipe, shape, batch, base + bf16 + flash),
+                 row(f"gpu_{tag}_bf16_channels_last", recipe, shape, batch,
+                     base + bf16 + flash + ["model.channels_last=true"])]
     for tag, batch in (("ditb2", 256), ("ditxl2", 64)):
         base = DIT[tag]
-        rows += [row(f"gpu_{tag}_bf16", dit, "4,32,32", batch, base + ["precision.name=bf16"], "raw"),
+        rows += [row(f"gpu_{tag}_bf16", dit, "4,32,32", batch, base + bf16, "raw"),
                  row(f"gpu_{tag}_fp32", dit, "4,32,32", batch, base + FP32),
-                 row(f"gpu_{tag}_bf16_attention_bf16", dit, "4,32,32", batch,
-                     base + ["precision.name=bf16", "model.attention_fp32=false"])]
-    rows += [row("gpu_ddpm_cifar10_bf16", ddpm, "3,32,32", 128, ["precision.name=bf16"],
-                 "raw,diffusers"),
-             row("gpu_ddpm_cifar10_fp32", ddpm, "3,32,32", 128, FP32, "raw,diffusers"),
-             row("gpu_ddpm_cifar10_bf16_channels_last", ddpm, "3,32,32", 128,
-                 ["precision.name=bf16", "model.channels_last=true"]),
-             row("gpu_ddpm_cifar10_fp32_channels_last", ddpm, "3,32,32", 128,
-                 FP32 + ["model.channels_last=true"]),
-             row("gpu_ddpm_cifar10_bf16_attention_bf16", ddpm, "3,32,32", 128,
-                 ["precision.name=bf16", "model.attention_fp32=false"])]
+                 row(f"gpu_{tag}_bf16_attention_bf16", dit, "4,32,32", batch, base + bf16 + flash)]
     rows += [row(f"gpu_ddpm_cifar10_bf16_adam_{impl}", ddpm, "3,32,32", 128,
-                 ["precision.name=bf16", f"optimizer.implementation={impl}"])
-             for impl in ("foreach", "fused")]
-    rows += [row("gpu_ditxl2_bf16_profile", dit, "4,32,32", 64,
-                 DIT["ditxl2"] + ["precision.name=bf16"], steps=5, warmup=3, extra=["--split-steps", "0"]),
-             row("gpu_ditb2_bf16_compile", dit, "4,32,32", 256,
-                 DIT["ditb2"] + ["precision.name=bf16", "train.compile=true"], "raw", warmup=8),
-             row("gpu_ddpm_cifar10_bf16_compile", ddpm, "3,32,32", 128,
-                 ["precision.name=bf16", "train.compile=true"], "raw", warmup=8),
-             row("gpu_ditxl2_bf16_compile", dit, "4,32,32", 64,
-                 DIT["ditxl2"] + ["precision.name=bf16", "train.compile=true"], warmup=8)]
+                 bf16 + [f"optimizer.implementation={impl}"]) for impl in ("foreach", "fused")]
+    profile = ["--split-steps", "0"]
+    rows += [row("gpu_ditxl2_bf16_profile", dit, "4,32,32", 64, DIT["ditxl2"] + bf16 + flash,
+                 steps=5, warmup=3, extra=profile),
+             row("gpu_ddpm_cifar10_bf16_profile", ddpm, "3,32,32", 128, bf16 + flash,
+                 steps=5, warmup=3, extra=profile)]
+    compiled = ["train.compile=true"]
+    rows += [row("gpu_ditb2_bf16_compile", dit, "4,32,32", 256, DIT["ditb2"] + bf16 + flash + compiled,
+                 "raw", warmup=8),
+             row("gpu_ddpm_cifar10_bf16_compile", ddpm, "3,32,32", 128, bf16 + flash + compiled,
+                 "raw", warmup=8),
+             row("gpu_fashion_bf16_compile", fashion, "1,28,28", 256, bf16 + flash + compiled,
+                 warmup=8),
+             row("gpu_ditxl2_bf16_compile", dit, "4,32,32", 64, DIT["ditxl2"] + bf16 + flash + compiled,
+                 warmup=8)]
     return rows
+
+
+# DIFFTK_BENCH_TINY=1: every row shrunk to seconds (a 1-block, narrow network, batch 4, two
+# measured steps) so the GPU script can be checked end to end on a CPU.
+TINY_ENV = "DIFFTK_BENCH_TINY"
+TINY_SETS = {"dit": ["model.hidden_size=64", "model.depth=1", "model.num_heads=2"],
+             "unet": ["model.channels=32", "model.channel_mult=[1, 2]", "model.num_res_blocks=1",
+                      "model.attention_resolutions=[]"]}
+
+
+def tiny(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        kind = "dit" if "dit" in r["recipe"] else "unet"
+        sets = [s for s in r["sets"] if not s.startswith("train.compile")]
+        extra = [e for e in r["extra"] if e not in ("--split-steps", "0")] + ["--split-steps", "1"]
+        out.append(dict(r, sets=sets + TINY_SETS[kind], batch=4, steps=2, warmup=1, extra=extra))
+    return out
 
 
 def command(r: dict, out: Path) -> list[str]:
@@ -180,6 +208,8 @@ def main(argv: list[str]) -> None:
         tables(out)
         return
     rows = cpu_rows() if argv[0] == "cpu" else gpu_rows()
+    if os.environ.get(TINY_ENV):
+        rows = tiny(rows)
     if "--only" in argv:
         wanted = set(argv[argv.index("--only") + 1:])
         rows = [r for r in rows if r["name"] in wanted]

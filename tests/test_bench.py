@@ -192,9 +192,31 @@ def test_optimizer_implementations_compute_the_same_update(cls):
 
 def test_auto_implementation_is_chosen_per_device():
     cpu = [nn.Parameter(torch.zeros(2))]
-    assert implementation_flags("auto", cpu) == {}  # torch's own default on the CPU
+    assert implementation_flags("auto", cpu) == {"fused": True}  # fused kernels on the CPU too
     assert implementation_flags("fused", cpu) == {"fused": True}
     assert implementation_flags("for_loop", cpu) == {"foreach": False}
     if torch.cuda.is_available():
         assert implementation_flags("auto", [nn.Parameter(torch.zeros(2, device="cuda"))]) == {
             "fused": True}
+
+
+def test_auto_switches_follow_the_measured_rule_and_keep_the_maths():
+    from difftk.nn.architecture import DataSpec
+    from difftk.nn.auto_speed import chosen
+    from difftk.plugins.architectures.unet import UNet
+
+    assert chosen("auto", "compile", "cpu") and chosen("auto", "channels_last", "cpu")
+    assert not chosen("auto", "compile", "cuda") and not chosen("auto", "channels_last", "cuda")
+    assert chosen(True, "compile", "cuda") and not chosen(False, "channels_last", "cpu")
+    spec = DataSpec(shape=(1, 8, 8), out_channels=1)
+    torch.manual_seed(0)
+    plain = UNet(preset="digits", channels_last=False).build(spec)
+    auto = UNet(preset="digits", channels_last="auto").build(spec)
+    auto.load_state_dict(plain.state_dict())
+    for p in plain.parameters():  # non-zero output convs, so the whole network counts
+        p.data.normal_(0, 0.1)
+    auto.load_state_dict(plain.state_dict())
+    x, t = torch.randn(4, 1, 8, 8), torch.rand(4)
+    out = auto(x, t)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # NHWC all the way through
+    torch.testing.assert_close(out, plain(x, t), rtol=1e-4, atol=1e-5)

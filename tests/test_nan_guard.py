@@ -1,5 +1,6 @@
 """The NaN guard: bad steps never touch the weights; persistent ones restore, then stop."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -27,14 +28,23 @@ def test_injection_hook_parses_single_steps_and_open_ranges():
     assert nonfinite_injection("") is None
 
 
-def test_one_nan_step_is_skipped_and_the_run_completes(root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("implementation", ["auto", "for_loop"])
+def test_one_nan_step_is_skipped_and_the_run_completes(root, tmp_path, monkeypatch,
+                                                       implementation):
+    # auto: fused Adam, the skip decided on the device and read every log.every steps;
+    # for_loop: an optimizer without a skip flag, the verdict read on the host every step.
     monkeypatch.setenv(INJECT_ENV, "5")
-    tr = trainer(root, tmp_path, "one", "train.steps=10", "log.checkpoint_every=0")
+    tr = trainer(root, tmp_path, "one", "train.steps=10", "log.checkpoint_every=0",
+                 f"optimizer.implementation={implementation}")
+    assert tr.optimisation_step._skip_on_device == (implementation == "auto")
     for _ in range(4):
         tr.train_step(*tr.batches.next())
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     ema_before = {k: v.clone() for k, v in tr.ema.state_dict().items()}
     result = tr.train_step(*tr.batches.next())  # step 5: NaN loss
+    if implementation == "auto":  # the host learns of it when it reads the counters
+        assert tr.guard.skipped == 0 and result.verdict == "ok"
+        assert tr.guard.settle() == "skip"
     assert not result.applied and tr.guard.skipped == 1
     assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
     assert all(torch.equal(ema_before[k], v) for k, v in tr.ema.state_dict().items())
@@ -114,3 +124,23 @@ def test_restore_never_writes_into_the_checkpoint_and_names_a_checked_one(root, 
     else:
         raise AssertionError("the run must stop")
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in ck4.iterdir()} == files
+
+
+def test_device_counters_reach_the_per_step_verdicts_at_each_read():
+    # Steps 1-12, read every 4: bad at 4, 5, 6 (a run across a read) and 11 (alone).
+    from difftk.train.nan_guard import NanGuard
+
+    guard = NanGuard(patience=3, check_every=4, last_step=12)
+    verdicts = {}
+    for step in range(1, 13):
+        guard.record(torch.tensor(step not in (4, 5, 6, 11)), step)
+        if guard.due(step):
+            verdicts[step] = guard.settle()
+    assert verdicts == {4: "skip", 8: "restore", 12: "skip"}
+    assert guard.skipped == 4 and guard.bad_in_row == 0
+    # the run that tripped the guard is the one the per-step guard would have named
+    guard2 = NanGuard(patience=3, check_every=4, max_restores=0)
+    for step in range(1, 5):
+        guard2.record(torch.tensor(False), step)
+    assert guard2.settle() == "stop" and guard2.bad_steps() == "steps 1 to 3"
+    assert guard2.bad_in_row == 3 and guard2.skipped == 4

@@ -84,13 +84,15 @@ class TrainSection(_Section):
                                    "step on each process (same result, a fraction of the memory)")
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description="under torchrun: ddp (a whole "
                                              "copy per device) or fsdp (FSDP2, sharded)")
-    compile: bool = Field(False, description="torch.compile the network")
+    compile: bool | Literal["auto"] = Field(False, description="torch.compile the network; auto: "
+                                            "where measured faster (nn/auto_speed.py)")
     time_limit: float = Field(0.0, ge=0, description="stop after this many minutes of training "
                               "in all (a resumed run counts its earlier sessions; 0: no limit), "
                               "with a checkpoint and samples as at the last step; decaying "
                               "lr schedules end with it")
     nan_guard: bool = Field(True, description="skip steps whose loss or gradients are non-finite "
-                            "(costs one host sync per step)")
+                            "(read on the host every log.every steps with fused Adam / AdamW, "
+                            "else one host sync per step)")
     nan_patience: int = Field(3, ge=1, description="non-finite steps in a row before the last "
                               "checkpoint is restored")
     nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate factor after a restore")

@@ -17,6 +17,7 @@ import torch
 
 from difftk.data.batches import batch_stream, split_batch
 from difftk.data.dataset import DataBundle
+from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
@@ -45,7 +46,7 @@ class DifftkLoop:
         self.precision = p["precision"]
         self.precision.prepare(device, self.model)
         scaler = self.precision.make_scaler(device)
-        forward = torch.compile(self.model) if t.compile else self.model
+        forward = maybe_compile(self.model, t.compile, device)
         self.optimizer = p["optimizer"].build(self.model.parameters())
         self.lr = p["optimizer"].lr
         self.ema = EmaModel(self.model, p["ema"])
@@ -55,8 +56,8 @@ class DifftkLoop:
                           device, data.train.dtype)
         self.step_fn = OptimisationStep(
             self.model, forward, self.assembly.objective, self.optimizer, self.precision, scaler,
-            p["clipping"], self.ema, NanGuard.from_settings(t), self.spec.num_classes, noise,
-            runtime, t.grad_accumulation)
+            p["clipping"], self.ema, NanGuard.from_settings(t, check_every=recipe.log.every),
+            self.spec.num_classes, noise, runtime, t.grad_accumulation)
         self.window = MetricWindow(runtime, batch)
         self._logs = tempfile.TemporaryDirectory(prefix="difftk-bench-")
         self.logger = RunLogger.for_recipe(recipe, Path(self._logs.name), False)
@@ -73,8 +74,7 @@ class DifftkLoop:
 
     def log(self, result) -> None:
         """What the loop does after a step: the metric window, flushed at the log cadence."""
-        if result.applied:
-            self.window.add(result)
+        self.window.add(result)  # skipped steps add nothing
         if self.window.steps and self.steps_taken % self.log_every == 0:
             self.window.flush(self.steps_taken, self.logger,
                               {"lr": self.optimizer.param_groups[0]["lr"]}, None)

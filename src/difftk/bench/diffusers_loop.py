@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from difftk.interop.errors import InteropError
 from difftk.interop.optional import diffusers_installed
+from difftk.nn.auto_speed import chosen, maybe_compile
 
 
 def diffusers_layout(difftk_loop) -> tuple[dict | None, str]:
@@ -45,9 +46,10 @@ class DiffusersLoop:
         self.device, self.batch = difftk_loop.device, difftk_loop.batch
         torch.manual_seed(difftk_loop.recipe.run.seed)
         self.net = UNet2DModel(**config).to(self.device).train()
-        if getattr(difftk_loop.recipe.parts["model"], "channels_last", False):
+        if chosen(getattr(difftk_loop.recipe.parts["model"], "channels_last", False),
+                  "channels_last", self.device):
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.net) if difftk_loop.recipe.train.compile else self.net
+        self.forward = maybe_compile(self.net, difftk_loop.recipe.train.compile, self.device)
         self.parameters = sum(p.numel() for p in self.net.parameters())
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         self.scheduler.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)

@@ -11,12 +11,16 @@ from __future__ import annotations
 from difftk.bench.clock import timed
 
 
-def interleaved_step_times(subjects, steps: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds of each measured step of each subject, by subject name."""
+def interleaved_step_times(subjects, steps: int, warmup: int,
+                           first: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """Seconds of each measured step of each subject, by subject name; ``first`` (if given)
+    receives each subject's very first step, which holds torch.compile's compile time."""
     times: dict[str, list[float]] = {s.name: [] for s in subjects}
     for i in range(warmup + steps):
         for subject in subjects:
             seconds = timed(subject.device, subject.step)
+            if i == 0 and first is not None:
+                first[subject.name] = seconds
             if i >= warmup:
                 times[subject.name].append(seconds)
     return times

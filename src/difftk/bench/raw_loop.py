@@ -16,6 +16,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from difftk.nn.auto_speed import maybe_compile
+
 T = 1000
 
 
@@ -32,7 +34,7 @@ class RawLoop:
         self.device = difftk_loop.device
         self.batch = difftk_loop.batch
         self.net = copy.deepcopy(difftk_loop.model.net).train()  # channels_last kept
-        self.forward = torch.compile(self.net) if difftk_loop.recipe.train.compile else self.net
+        self.forward = maybe_compile(self.net, difftk_loop.recipe.train.compile, self.device)
         self.channels = difftk_loop.spec.shape[0]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=difftk_loop.lr)
         self.autocast_dtype = difftk_loop.precision.autocast_dtype(self.device)

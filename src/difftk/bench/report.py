@@ -25,6 +25,10 @@ def report_lines(result: dict) -> list[str]:
         lines.append(f"{name:10s}{f['images_per_s']:10.1f}{1e3 * f['median_step_s']:10.2f}"
                      f"{human(f['parameters']):>10s}{f['training_flops_per_image'] / 1e9:11.3f}"
                      f"{_pct(f['mfu']):>8s}{_mib(f['peak_memory_bytes']):>11s}")
+    if result.get("compiled"):
+        lines.append("first step (torch.compile's compile time included): " + ", ".join(
+            f"{name} {f['first_step_s']:.1f} s" for name, f in result["subjects"].items()
+            if f.get("first_step_s") is not None))
     for name, r in result["ratios"].items():
         lines.append(f"difftk vs {name}: {r['images_per_s_ratio']:.3f}x images/s; step overhead "
                      f"{100 * r['step_overhead']:+.1f}% (medians), "

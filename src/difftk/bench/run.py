@@ -25,6 +25,7 @@ from difftk.bench.sampling import sampling_overhead
 from difftk.bench.step_split import split_steps
 from difftk.data.dataset import DataBundle
 from difftk.errors import DifftkError
+from difftk.nn.auto_speed import chosen
 from difftk.nn.cost import network_cost
 from difftk.recipe import Recipe
 
@@ -102,7 +103,8 @@ def run_bench(recipe: Recipe, device: torch.device, options: BenchOptions) -> di
             subjects.append(DiffusersLoop(loop, config, data.train, data.train_labels))
 
     cost = network_cost(recipe.parts["model"], loop.spec)
-    times = interleaved_step_times(subjects, options.steps, options.warmup)
+    first: dict[str, float] = {}
+    times = interleaved_step_times(subjects, options.steps, options.warmup, first)
     low = loop.low_precision
     peak = options.peak_tflops or peak_tflops(device, low)
     figures = {}
@@ -118,6 +120,7 @@ def run_bench(recipe: Recipe, device: torch.device, options: BenchOptions) -> di
         figures[subject.name] = {
             "median_step_s": step_s, "images_per_s": images_per_s,
             "step_times_s": times[subject.name], "parameters": params,
+            "first_step_s": first.get(subject.name),  # with train.compile: the compile time
             "forward_flops_per_image": flops, "training_flops_per_image": 3 * flops,
             "mfu": None if peak is None else 3 * flops * images_per_s / (peak * 1e12),
             "peak_memory_bytes": peak_memory(subject)}
@@ -135,7 +138,11 @@ def run_bench(recipe: Recipe, device: torch.device, options: BenchOptions) -> di
         "torch": torch.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "precision": recipe.parts["precision"].name, "low_precision": low,
-        "compile": recipe.train.compile, "optimizer": recipe.parts["optimizer"].model_dump(),
+        "compile": recipe.train.compile,
+        "compiled": chosen(recipe.train.compile, "compile", device),
+        "channels_last": chosen(getattr(recipe.parts["model"], "channels_last", False),
+                                "channels_last", device),
+        "optimizer": recipe.parts["optimizer"].model_dump(),
         "model": recipe.parts["model"].name, "shape": list(loop.spec.shape), "batch": batch,
         "steps": options.steps, "warmup": options.warmup, "peak_tflops": peak,
         "subjects": figures, "ratios": ratios, "notes": notes,

@@ -60,7 +60,8 @@ def split_steps(loop, steps: int) -> dict[str, float]:
 
     hook = loop.model.net.register_forward_hook(forward_end)
     opt_hook = loop.optimizer.register_step_post_hook(optimizer_end)
-    step_fn.clipping = _Delegate(saved[0], "clip_model", "clip_start", "clip_end", marks, dev)
+    clip = "clip" if step_fn._plain_clip else "clip_model"  # what the step calls (step.py)
+    step_fn.clipping = _Delegate(saved[0], clip, "clip_start", "clip_end", marks, dev)
     step_fn.ema = _Delegate(saved[1], "update", "ema_start", "ema_end", marks, dev)
     rows: dict[str, list[float]] = {name: [] for name in SEGMENTS}
     try:

@@ -96,9 +96,12 @@ class EmaModel:
         return self._source[1], self._source[2]
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int, batch_size: int) -> None:
+    def update(self, model: nn.Module, step: int, batch_size: int,
+               applied: torch.Tensor | None = None) -> None:
         """ema <- ema + (1 - beta) (weights - ema) for every tracked copy, in one multi-tensor
-        lerp per copy (seed 001 §11); buffers (e.g. normalisation statistics) are copied."""
+        lerp per copy (seed 001 §11); buffers (e.g. normalisation statistics) are copied.
+        ``applied``: a device bool; where false the copies stay as they are (a step the NaN
+        guard skipped on the device: the lerp's weight is 0, no host sync)."""
         if not self.rule.enabled:
             return
         cur, cur_buffers = self._model_tensors(model)
@@ -108,7 +111,11 @@ class EmaModel:
         for name, decay in self.tracks:
             params, buffers = self._shadow_tensors[name]
             beta = decay(step, batch_size)
-            torch._foreach_lerp_(params, cur, 1.0 - beta)
+            if applied is None:
+                torch._foreach_lerp_(params, cur, 1.0 - beta)
+            else:
+                weight = applied.to(params[0].dtype) * (1.0 - beta)
+                torch._foreach_lerp_(params, cur, [weight] * len(params))
             if buffers:
                 torch._foreach_copy_(buffers, cur_buffers)
 

@@ -17,8 +17,8 @@ Implementation = Literal["auto", "for_loop", "foreach", "fused"]
 IMPLEMENTATION_HELP = (
     "how the update runs over the parameters: fused (one kernel for all of them), foreach "
     "(one multi-tensor op per step of the formula), for_loop (one op per parameter and step), "
-    "or auto: fused where every parameter is a plain CUDA tensor, torch's own default elsewhere "
-    "(foreach on CUDA, for_loop on the CPU); all compute the same update")
+    "or auto: fused where every parameter is a plain CPU or CUDA tensor, torch's own default "
+    "elsewhere (foreach for sharded parameters); all compute the same update")
 
 
 def implementation_flags(choice: str, params: list) -> dict[str, bool]:
@@ -26,15 +26,16 @@ def implementation_flags(choice: str, params: list) -> dict[str, bool]:
 
     The fused kernels (torch.optim._fused_adam) read each parameter, gradient and moment
     once per step instead of once per elementwise op, which is what a step of a large
-    network on a GPU is bound by (the torchtitan and fast-DiT defaults). A sharded
-    parameter (FSDP's DTensor) keeps torch's default.
+    network is bound by (the torchtitan and fast-DiT defaults on GPUs; on the CPU the fused
+    kernel took 0.08x the for_loop's time on the digits U-Net and 0.27x on ddpm_cifar10,
+    docs/performance.md). A sharded parameter (FSDP's DTensor) keeps torch's default.
     """
     if choice == "auto":  # params: tensors, or parameter groups (dicts with "params")
         params = [p for item in params for p in (item["params"] if isinstance(item, dict)
                                                    else [item])]
-        plain_cuda = bool(params) and all(p.is_cuda and p.is_floating_point()
-                                          and not hasattr(p, "device_mesh") for p in params)
-        return {"fused": True} if plain_cuda else {}
+        plain = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                     and not hasattr(p, "device_mesh") for p in params)
+        return {"fused": True} if plain else {}
     return {"for_loop": {"foreach": False}, "foreach": {"foreach": True},
             "fused": {"fused": True}}[choice]
 

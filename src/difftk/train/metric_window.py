@@ -39,6 +39,7 @@ class MetricWindow:
         self.norm_before = torch.zeros((), device=device)
         self.norm_after = torch.zeros((), device=device)
         self.clipped = torch.zeros((), device=device)
+        self.applied = torch.zeros((), device=device)  # steps that changed the weights
         self.log_sigmas: list[torch.Tensor] = []
         self.forward_results: list[StepResult] = []
         self.steps = 0
@@ -46,18 +47,27 @@ class MetricWindow:
         self.started = time.perf_counter()
 
     def add(self, result: StepResult) -> None:
-        """Count one applied step."""
+        """Count one step: nothing for a skipped one; a step whose ``applied`` is a device
+        flag (the NaN guard's verdict left on the device) adds its figures masked by it."""
+        if result.applied is False:
+            return
+        mask = result.applied if isinstance(result.applied, torch.Tensor) else None
         per_sample = result.per_sample.float()
         log_sigma = torch.log(result.levels.sigma_edm.to(self.device).float())
         bucket = ((log_sigma - BUCKET_LO) / BUCKET_WIDTH).floor().clamp(0, BUCKETS - 1).long()
-        self.bucket_sum.index_add_(0, bucket, per_sample)
-        self.bucket_count.index_add_(0, bucket, torch.ones_like(per_sample))
-        self.loss_sum += per_sample.sum()
-        self.items += per_sample.shape[0]
         nb, na = result.grad_norm_before.to(self.device), result.grad_norm_after.to(self.device)
+        counted = torch.ones_like(per_sample)
+        if mask is not None:
+            per_sample, counted = torch.where(mask, per_sample, 0.0), counted * mask
+            nb, na = torch.where(mask, nb, 0.0), torch.where(mask, na, 0.0)
+        self.bucket_sum.index_add_(0, bucket, per_sample)
+        self.bucket_count.index_add_(0, bucket, counted)
+        self.loss_sum += per_sample.sum()
+        self.items += counted.sum()
         self.norm_before += nb
         self.norm_after += na
         self.clipped += (na < nb * (1 - 1e-6)).float()
+        self.applied += 1 if mask is None else mask.float()
         self.log_sigmas.append(log_sigma)
         self.forward_results.append(result)
         self.steps += 1
@@ -81,9 +91,10 @@ class MetricWindow:
             raise TrainingDivergedError(
                 f"the loss became non-finite between steps {step - n + 1} and {step}; {where}")
         logger.scalar("loss/train", loss, step)
-        logger.scalar("grad_norm/before_clip", float(self.norm_before) / n, step)
-        logger.scalar("grad_norm/after_clip", float(self.norm_after) / n, step)
-        logger.scalar("grad_norm/clipped_fraction", float(self.clipped) / n, step)
+        applied = max(float(self.applied), 1.0)
+        logger.scalar("grad_norm/before_clip", float(self.norm_before) / applied, step)
+        logger.scalar("grad_norm/after_clip", float(self.norm_after) / applied, step)
+        logger.scalar("grad_norm/clipped_fraction", float(self.clipped) / applied, step)
         logger.scalar("images_per_second", n * self.global_batch / elapsed, step)
         if rt.world_size > 1:  # forward time: each process's own work, without waiting
             own = sum(r.forward_seconds() for r in self.forward_results) / n
@@ -106,7 +117,7 @@ class MetricWindow:
 
     def reset(self) -> None:
         for t in (self.loss_sum, self.items, self.bucket_sum, self.bucket_count,
-                  self.norm_before, self.norm_after, self.clipped):
+                  self.norm_before, self.norm_after, self.clipped, self.applied):
             t.zero_()
         self.log_sigmas.clear()
         self.forward_results.clear()

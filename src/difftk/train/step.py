@@ -4,6 +4,12 @@ noise level -> noise -> denoise -> weighted loss -> backward under the precision
 -> unscale -> clip -> NaN guard / loss scaler verdict -> optimizer step -> EMA update.
 The step reports what happened in a ``StepResult``; what the loop does with a verdict
 (restore a checkpoint, stop) is the loop's business.
+
+The step never waits for the device when the optimizer can skip its update on a device
+flag (torch's fused Adam / AdamW, ``found_inf``): finiteness stays on the device, the
+optimizer and the EMA skip on it, and the NaN guard's counters are read on the host only
+every ``check_every`` steps (train/nan_guard.py). The parameter list that clipping walks is
+listed once.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import torch
 from torch import Tensor
 
 from difftk.diffusion.levels import Levels
+from difftk.optim.clipping import Clipping
 from difftk.optim.ema import EmaModel
 from difftk.optim.param_groups import set_learning_rate
 from difftk.train.draws import StepNoise
@@ -31,7 +38,8 @@ class StepResult:
     levels: Levels  # the noise levels drawn for them
     grad_norm_before: Tensor  # global gradient norm before clipping (unscaled)
     grad_norm_after: Tensor
-    applied: bool  # whether the weights (and the EMA) changed
+    applied: bool | Tensor  # whether the weights (and the EMA) changed; a device bool when
+    # the verdict stays on the device
     verdict: str  # the NaN guard's: "ok", "skip", "restore" or "stop"
     forward_marks: list = field(default_factory=list)  # (start, end) of each forward pass
 
@@ -70,6 +78,15 @@ class OptimisationStep:
         self.device = runtime.device
         self.accumulation = grad_accumulation
         self._inject_nonfinite = nonfinite_injection()  # test hook, environment only
+        # Walking the module tree for the parameters every step costs more than clipping a
+        # small network's gradients: list them once (rules that group by module walk it).
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._plain_clip = type(clipping).clip_model is Clipping.clip_model
+        # The device-side skip: an optimizer that reads ``found_inf`` (torch's fused ones
+        # do; GradScaler drives the same flag), no loss scaler, the guard on.
+        self._skip_on_device = (guard.enabled and scaler is None
+                                and bool(getattr(optimizer, "defaults", {}).get("fused"))
+                                and getattr(optimizer, "_step_supports_amp_scaling", False))
 
     def condition(self, labels: Tensor | None, dropped: Tensor | None) -> Tensor | None:
         """The labels the network sees: none for an unconditional model; for a conditional
@@ -110,14 +127,31 @@ class OptimisationStep:
             total += loss.detach()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip true gradients (seed 001 §12.3)
-        norm_before, norm_after = self.clipping.clip_model(self.model)
+        norm_before, norm_after = (self.clipping.clip(self._params) if self._plain_clip
+                                   else self.clipping.clip_model(self.model))
         norm_before, norm_after = full_tensor(norm_before), full_tensor(norm_after)
-        applied, verdict = self._apply(total, norm_before, step + 1)
+        if self._skip_on_device:
+            applied, verdict = self._apply_on_device(total, norm_before, step + 1)
+        else:
+            applied, verdict = self._apply(total, norm_before, step + 1)
         self.optimizer.zero_grad(set_to_none=True)
-        if applied:
+        if isinstance(applied, Tensor):
+            self.ema.update(self.model, step + 1, self.noise.batch_size, applied=applied)
+        elif applied:
             self.ema.update(self.model, step + 1, self.noise.batch_size)
         return StepResult(torch.cat(losses), draws.levels, norm_before.detach(),
                           norm_after.detach(), applied, verdict, marks)
+
+    def _apply_on_device(self, loss: Tensor, grad_norm: Tensor, step: int) -> tuple[Tensor, str]:
+        """The optimizer step, skipped on the device when the loss or the gradients are
+        non-finite on any process; the guard's verdict when its counters are due for a
+        read, "ok" in between."""
+        bad = (~(torch.isfinite(loss) & torch.isfinite(grad_norm))).to(torch.int32).reshape(1)
+        self.runtime.sum_(bad)  # every process skips alike (an all-reduce, no host sync)
+        finite = self.guard.record(bad[0] == 0, step)
+        self.optimizer.found_inf = (~finite).float()  # read by the fused kernel
+        self.optimizer.step()
+        return finite, self.guard.settle() if self.guard.due(step) else "ok"
 
     def _apply(self, loss: Tensor, grad_norm: Tensor, step: int) -> tuple[bool, str]:
         """Step unless the NaN guard (non-finite loss or gradients on any process) or the

@@ -17,6 +17,7 @@ import torch
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream, split_batch
 from difftk.latents.encoded_data import encode_data
+from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
@@ -88,7 +89,7 @@ class Trainer:
         forward = distribute(self.model, r.train.strategy, runtime, also=self.ema.shadows.values())
         self.optimizer = p["optimizer"].build(parameter_groups(self.model))
         self.base_lr = p["optimizer"].lr
-        return torch.compile(forward) if r.train.compile else forward
+        return maybe_compile(forward, r.train.compile, device)
 
     def _build_step(self, forward) -> None:
         """This process's batches, the step's noise and the optimisation step."""
@@ -96,7 +97,7 @@ class Trainer:
         t, p = r.train, r.parts
         global_batch = split_batch(t.batch_size, self.data.train.shape[0], runtime.world_size,
                                    t.grad_accumulation)
-        self.guard = NanGuard.from_settings(t)
+        self.guard = NanGuard.from_settings(t, check_every=r.log.every)
         self.batches = batch_stream(self.data, t.batch_size, r.run.seed + 1, self.device,
                                     runtime.rank, runtime.world_size)
         noise = StepNoise(r.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
@@ -221,8 +222,7 @@ class Trainer:
             while self.step < cadence.steps:
                 x0, labels = self.batches.next()
                 result = self.train_step(x0, labels)
-                if result.applied:
-                    window.add(result)
+                window.add(result)  # skipped steps add nothing
                 flushed = self._periodic(cadence, window)
                 last_loss = last_loss if flushed is None else flushed
                 bar.advance(self.step, last_loss)

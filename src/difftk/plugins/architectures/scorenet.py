@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from difftk.hookspecs import hookimpl
 from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
+from difftk.nn.auto_speed import Auto, chosen
 from difftk.nn.checkpointing import run_block
 from difftk.nn.conditioning import LabelEmbedding
 from difftk.nn.embedding import FourierEmbedding
@@ -96,7 +97,7 @@ class ScoreNetModel(nn.Module):
             embed = F.silu(self.embed(self.features(time)))
         if self.label_embed is not None:
             embed = embed + self.label_embed(labels, x.shape[0], x.device)
-        if self.channels_last:
+        if chosen(self.channels_last, "channels_last", x.device):
             x = x.contiguous(memory_format=torch.channels_last)
         skips, h = [], x
         for block in self.enc:
@@ -140,7 +141,9 @@ class ScoreNet(Architecture):
         1.0, gt=0, description="learning rate of rho0, rho1 relative to optimizer.lr (seed "
                                "004 uses 20: 0.2 beside 0.01)")
     checkpoint: bool = Field(False, description="gradient checkpointing per block (less memory)")
-    channels_last: bool = Field(False, description="NHWC memory format for the convolutions")
+    channels_last: bool | Auto = Field(
+        False, description="NHWC memory format for the convolutions; auto: on the devices "
+        "where it measured faster (nn/auto_speed.py; the input is converted, the weights follow)")
 
     @field_validator("embed_dim")
     @classmethod
@@ -157,7 +160,7 @@ class ScoreNet(Architecture):
             raise ArchitectureError(f"scorenet channels {bad} do not split into "
                                     f"{self.group_num} GroupNorm groups")
         net = ScoreNetModel(spec, self)
-        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+        return net.to(memory_format=torch.channels_last) if self.channels_last is True else net
 
 
 @hookimpl

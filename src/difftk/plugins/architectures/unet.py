@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from difftk.hookspecs import hookimpl
 from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
 from difftk.nn.attention import attention
+from difftk.nn.auto_speed import Auto, chosen
 from difftk.nn.checkpointing import run_block
 from difftk.nn.conditioning import LabelEmbedding, NoiseEmbedding
 from difftk.nn.embedding import make_embedding
@@ -189,7 +190,7 @@ class UNetModel(nn.Module):
         emb = self.noise_embed(time, augment_labels)
         if self.label_embed is not None:
             emb = emb + self.label_embed(labels, x.shape[0], x.device)
-        if self.channels_last:
+        if chosen(self.channels_last, "channels_last", x.device):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.inp(x)
         hs = [h]
@@ -251,7 +252,9 @@ class UNet(Architecture):
     attention_fp32: bool = Field(
         True, description="attention scores and softmax in fp32 under autocast")
     checkpoint: bool = Field(False, description="gradient checkpointing per stage (less memory)")
-    channels_last: bool = Field(False, description="NHWC memory format for the convolutions")
+    channels_last: bool | Auto = Field(
+        False, description="NHWC memory format for the convolutions; auto: on the devices "
+        "where it measured faster (nn/auto_speed.py; the input is converted, the weights follow)")
 
     def heads(self, channels: int) -> int:
         """Attention heads at a width: channels / num_head_channels, or num_heads."""
@@ -270,7 +273,7 @@ class UNet(Architecture):
             if width % self.heads(width):
                 raise ArchitectureError(f"width {width} does not split into {self.heads(width)} heads")
         net = UNetModel(spec, self)
-        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+        return net.to(memory_format=torch.channels_last) if self.channels_last is True else net
 
 
 @hookimpl
