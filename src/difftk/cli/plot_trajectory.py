@@ -56,6 +56,10 @@ def plot_trajectory(
     except ValueError:
         raise DifftkError(f'--at "{at}": give step indices like 0,10,50') from None
     run = load_trained_run(run_path, device, ema)
+    latents = run.recipe.parts.get("latents")
+    if latents is not None and latents.name != "identity":
+        raise DifftkError(f'plot trajectory draws runs trained on pixels, and this run trains on '
+                          f'the "{latents.name}" latents')
     chosen_sampler = sampler_with_overrides(run.recipe, sampler, steps, None, set_)
     shape = tuple(run.heldout.shape[1:])
     gen = torch.Generator(run.device).manual_seed(seed)
