@@ -31,7 +31,10 @@ SMALL_DDPM = ["model.channels=32", "model.channel_mult=[1, 2]", "model.num_res_b
 def _recipe(root, out, name, *sets, path="recipes/ddpm.toml"):
     common = [f'run.out_dir="{out}"', f'run.name="{name}"', "train.steps=1", "train.batch_size=8",
               "log.val_every=0", "log.sample_every=0", "log.num_samples=2", "log.tensorboard=false",
-              "sampler.steps=2"]
+              "sampler.steps=2",
+              # The first update copies the weights, so the EMA is never the young, mostly
+              # initial copy that sampling and export replace by the raw weights.
+              'ema.name="ema_warmup"']
     return load_recipe(root / path, [*common, *sets], warn=False)
 
 

@@ -152,3 +152,26 @@ def test_nll_of_a_one_point_data_set_is_its_prior_term():
     assert out["decoder_bpd"] == pytest.approx(l0, rel=1e-4)
     assert out["nll_bpd"] == pytest.approx(lt + l0, rel=1e-4)
     assert out["mean_mse"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_learned_variance_starts_at_beta_so_a_zero_output_trains(registry, root, tmp_path):
+    """Seed 003 run 1 (sigma^2 output directly): a zero-initialised head means sigma^2 = beta_t,
+    not 0 (whose first loss is 1e23); start = "zero" keeps the bare |out|."""
+    import torch
+
+    from difftk.recipe import load_recipe
+    from difftk.train.runtime import make_runtime
+    from difftk.train.trainer import Trainer
+
+    beta = torch.tensor([[1e-4], [0.02]])
+    zero = torch.zeros(2, 1)
+    learned = registry.get("variance", "learned").cls
+    assert torch.allclose(learned().log_variance(beta, beta, zero), beta.log())
+    assert torch.all(learned(start="zero").log_variance(beta, beta, zero) < -46)
+    r = load_recipe(root / "recipes/foundations/01_direct_direct_vlb.toml", [
+        f'run.out_dir="{tmp_path}"', "train.steps=5", "train.batch_size=16", "log.val_every=0",
+        "log.sample_every=0", "log.checkpoint_every=0", "log.num_samples=2", "sampler.steps=2",
+        "log.every=1"], warn=False)
+    trainer = Trainer(r, make_runtime("cpu"), progress=False)
+    trainer.fit()
+    assert trainer.step == 5 and trainer.guard.skipped == 0

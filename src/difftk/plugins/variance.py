@@ -3,6 +3,8 @@ from the network's extra channels (seed 003 §4.2, §4.3 and §6.2)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
@@ -47,9 +49,19 @@ class Learned(Variance):
 
     name = "learned"
     learned = True
+    start: Literal["beta", "zero"] = Field(
+        "beta", description="what an output of 0 means: beta (sigma^2 = |out + beta_t|, so a "
+        "zero-initialised output layer starts at the fixed-large variance) or zero (sigma^2 = "
+        "|out|, which a zero-initialised network starts at 0: an infinite first loss)")
 
     def log_variance(self, beta, beta_tilde, extra):
-        return torch.log(_needs(extra, self.name).abs().clamp(min=MIN_VARIANCE))
+        out = _needs(extra, self.name)
+        if self.start == "beta":
+            # Seed 003's network starts with a positive variance; ours zero-initialises its
+            # output layers (ADM), so the head is offset by beta_t. The gradient keeps its
+            # 1/sigma^4 scaling (eq. 4.2): the instability under study is unchanged.
+            out = out + beta.to(out.dtype)
+        return torch.log(out.abs().clamp(min=MIN_VARIANCE))
 
 
 class LearnedLog(Variance):
