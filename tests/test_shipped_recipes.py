@@ -1,7 +1,8 @@
 """Every shipped recipe trains: two optimizer steps of each, as shipped (its network, data
 set, target, loss and sampler), with only the batch, the step count and the logging made
-small (and the GPU-sized CIFAR-10 networks narrowed), so that none of them rots. The CIFAR-10 recipes read a tiny CIFAR-10 directory
-written here in the format of the published python pickles."""
+small (and the GPU-sized CIFAR-10 networks narrowed), so that none of them rots. The
+CIFAR-10 recipes read a tiny CIFAR-10 directory written here in the format of the published
+python pickles."""
 
 import pickle
 import tomllib
