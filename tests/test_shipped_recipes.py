@@ -41,8 +41,10 @@ def _train_autoencoder(path, out_dir):
     from difftk.latents.autoencoder_recipe import load_autoencoder_recipe
     from difftk.train.autoencoder_training import train_autoencoder
 
+    # Width 8: a diffusion recipe on its latents encodes the whole data set once (70,000
+    # Fashion-MNIST images), which at the shipped width costs the suite minutes.
     r = load_autoencoder_recipe(ROOT / path, [f'run.out_dir="{out_dir}"', "autoencoder.steps=2",
-                                              "autoencoder.batch_size=4"])
+                                              "autoencoder.batch_size=4", "autoencoder.width=8"])
     result = train_autoencoder(r, torch.device("cpu"), False)
     assert result.weights.is_file()
     return result.weights

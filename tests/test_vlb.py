@@ -96,7 +96,10 @@ def test_learned_range_stays_between_beta_tilde_and_beta():
 
 def test_direct_variances_read_the_extra_channels():
     out = torch.tensor([[0.5, -0.25]])
-    assert torch.allclose(Learned().log_variance(None, None, out), torch.log(out.abs()))
+    assert torch.allclose(Learned(start="zero").log_variance(None, None, out),
+                          torch.log(out.abs()))
+    beta = torch.tensor([[0.02]])
+    assert torch.allclose(Learned().log_variance(beta, None, out), torch.log((out + beta).abs()))
     assert torch.equal(LearnedLog().log_variance(None, None, out), out)
     b, bt = torch.tensor(0.02), torch.tensor(0.01)
     assert float(FixedSmall().log_variance(b, bt, None)) == pytest.approx(math.log(0.01))
