@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runs import train_run
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -35,16 +36,6 @@ def digits():
 
 def _codec(spec, data):
     return component_from_spec("latents", spec).build(lambda: data)
-
-
-def _train(root, tmp_path, recipe, name, sets):
-    args = ["train", str(root / recipe), "--no-progress", "--set", f'run.out_dir="{tmp_path}"',
-            "--set", f'run.name="{name}"']
-    for item in sets:
-        args += ["--set", item]
-    out = runner.invoke(app, args)
-    assert out.exit_code == 0, out.output
-    return tmp_path / name
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +190,7 @@ def _sample_checks(run_dir, tmp_path):
 
 
 def test_diffusion_on_pca_latents_trains_and_samples_decoded_pixels(root, tmp_path):
-    run = _train(root, tmp_path, "recipes/architectures/mlp.toml", "pca",
+    run = train_run(root, tmp_path, "recipes/architectures/mlp.toml", "pca",
                  [*TINY_MLP, 'latents.name="pca"', "latents.components=20", "train.steps=3"])
     state = json.loads((run / "checkpoints/latest/state.json").read_text())
     assert state["spec"]["shape"] == [20] and state["kind"] == "image"
@@ -216,7 +207,7 @@ def test_diffusion_on_pca_latents_trains_and_samples_decoded_pixels(root, tmp_pa
 def test_diffusion_on_autoencoder_latents_trains_and_samples_decoded_pixels(
         root, tmp_path, tiny_autoencoder):
     weights = tiny_autoencoder / "autoencoder.safetensors"
-    run = _train(root, tmp_path, "recipes/edm.toml", "ae",
+    run = train_run(root, tmp_path, "recipes/edm.toml", "ae",
                  [*TINY_UNET, 'latents.name="autoencoder"', f'latents.weights="{weights}"',
                   "train.steps=3", "log.eval_every=3", "log.eval_samples=8"])
     recorded = (run / "recipe.toml").read_text()

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import torch
+from cli_runs import train_run
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -17,19 +18,9 @@ TINY_UNET = ["train.batch_size=16", "model.channels=8", "model.channel_mult=[1]"
              "sampler.steps=3", 'precision.name="fp32"', "schedule.T=50"]
 
 
-def _train(root, tmp_path, recipe, name, sets):
-    args = ["train", str(root / recipe), "--no-progress", "--set", f'run.out_dir="{tmp_path}"',
-            "--set", f'run.name="{name}"']
-    for item in sets:
-        args += ["--set", item]
-    out = runner.invoke(app, args)
-    assert out.exit_code == 0, out.output
-    return tmp_path / name
-
-
 def test_sample_and_eval_take_the_file_difftk_ema_writes(root, tmp_path):
     # 4 steps of a class-conditional digits model with raw-weight snapshots every 2
-    conditional_run = _train(root, tmp_path, "recipes/ddpm.toml", "cond",
+    conditional_run = train_run(root, tmp_path, "recipes/ddpm.toml", "cond",
                              [*TINY_UNET, "train.steps=4", "train.class_conditional=true",
                               "ema.snapshot_every=2"])
     weights = tmp_path / "phema.safetensors"
@@ -91,7 +82,7 @@ def test_a_weights_file_without_a_recipe_is_refused_in_one_sentence(tmp_path):
 
 
 def test_vector_samples_state_an_unbounded_range_and_refuse_png_folders(root, tmp_path):
-    run = _train(root, tmp_path, "recipes/toy2d.toml", "toy",
+    run = train_run(root, tmp_path, "recipes/toy2d.toml", "toy",
                  ["model.width=16", "model.depth=1", "train.batch_size=32", "train.steps=2",
                   "log.val_every=0", "log.num_samples=8", "sampler.steps=2",
                   "log.tensorboard=false"])

@@ -391,18 +391,12 @@ def _migrate_lr_warmup(data: dict[str, Any], problems: list[tuple[str, str]]) ->
     return data
 
 
-def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
-    """Validate a parsed recipe dict; raise RecipeError listing every problem."""
+def validate_settings(data: dict, sections: dict, registry) -> tuple[dict[str, Any], list]:
+    """The plain-settings sections (``sections``: name -> model) of a parsed recipe, and the
+    problems found in them (a [log] section's logger parts included)."""
     problems: list[tuple[str, str]] = []
-    data = _migrate_lr_warmup(data, problems)
-    known = set(SETTINGS) | set(COMPONENT_SECTIONS)
-    for section in data:
-        if section not in known:
-            close = difflib.get_close_matches(section, sorted(known), n=1)
-            hint = f"; did you mean [{close[0]}]?" if close else ""
-            problems.append((_printable(section), f"unknown section [{_printable(section)}]{hint}"))
     settings: dict[str, Any] = {}
-    for section, cls in SETTINGS.items():
+    for section, cls in sections.items():
         raw = data.get(section, {})
         if not isinstance(raw, dict):
             problems.append((section, "must be a table"))
@@ -413,6 +407,21 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
             problems += _errors(exc, section, cls)
     if "log" in settings:
         problems += logger_parts(settings["log"], registry)[1]
+    return settings, problems
+
+
+def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
+    """Validate a parsed recipe dict; raise RecipeError listing every problem."""
+    problems: list[tuple[str, str]] = []
+    data = _migrate_lr_warmup(data, problems)
+    known = set(SETTINGS) | set(COMPONENT_SECTIONS)
+    for section in data:
+        if section not in known:
+            close = difflib.get_close_matches(section, sorted(known), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            problems.append((_printable(section), f"unknown section [{_printable(section)}]{hint}"))
+    settings, found = validate_settings(data, SETTINGS, registry)
+    problems += found
     parts: dict[str, Any] = {}
     for family in FAMILIES:
         if family.section not in BY_SECTION:

@@ -23,8 +23,8 @@ from difftk.recipe import (
     _errors,
     _Section,
     apply_overrides,
-    logger_parts,
     parse_recipe_text,
+    validate_settings,
 )
 
 
@@ -91,18 +91,8 @@ def load_autoencoder_recipe(path: str | Path, overrides: list[str] | None = None
         if section not in (*SECTIONS, "data"):
             problems.append((section, f"unknown section [{section}] (an autoencoder recipe "
                                       "has [run], [data], [autoencoder] and [log])"))
-    settings: dict[str, Any] = {}
-    for section, cls in SECTIONS.items():
-        raw = data.get(section, {})
-        if not isinstance(raw, dict):
-            problems.append((section, "must be a table"))
-            continue
-        try:
-            settings[section] = cls.model_validate(raw)
-        except ValidationError as exc:
-            problems += _errors(exc, section, cls)
-    if "log" in settings:
-        problems += logger_parts(settings["log"], registry)[1]
+    settings, found = validate_settings(data, SECTIONS, registry)
+    problems += found
     dataset = None
     raw = data.get("data")
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
