@@ -33,7 +33,9 @@ def read_error_curve(path: Path) -> tuple[list[float], list[float]]:
 
 def main(folder: str) -> None:
     out = Path(folder)
-    names = sorted(p.name[: -len(".info.csv")] for p in out.glob("*.info.csv"))
+    # A variant whose training or evaluation did not finish has no eval report: left out.
+    names = sorted(p.name[: -len(".info.csv")] for p in out.glob("*.info.csv")
+                   if (out / p.name.replace(".info.csv", ".eval.json")).exists())
     rows, curves = [], {}
     for name in names:
         ev = json.loads((out / f"{name}.eval.json").read_text())
