@@ -9,7 +9,8 @@
 #   a smoke run:                   AE_SETS="--set autoencoder.width=8" \
 #                                  bash benchmarks/latent_vs_pixel.sh 0.2 20 64 /tmp/lvp
 # DIFFTK and PYTHON name the commands (default: difftk, python); AE_SETS adds --set options
-# to train-autoencoder.
+# to train-autoencoder; AE_FROM=DIR reuses the autoencoder of an earlier study's OUT (DIR's
+# latents_autoencoder_fashion_mnist/, copied into OUT) instead of training one.
 set -euo pipefail
 minutes=${1:-60}
 ae_steps=${2:-6000}
@@ -22,8 +23,17 @@ mkdir -p "$out"
 common=(--no-progress --set run.out_dir="\"$out\"" --set train.time_limit=$minutes
         --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0)
 
-$difftk train-autoencoder recipes/latents/autoencoder_fashion_mnist.toml --no-progress \
-  --set run.out_dir="\"$out\"" --set autoencoder.steps=$ae_steps "${ae_sets[@]}" | tee "$out/autoencoder.log"
+if [ -n "${AE_FROM:-}" ]; then
+  if [ ! -f "$AE_FROM/latents_autoencoder_fashion_mnist/autoencoder.safetensors" ]; then
+    echo "error: AE_FROM=$AE_FROM has no latents_autoencoder_fashion_mnist/autoencoder.safetensors" >&2
+    exit 2
+  fi
+  rm -rf "$out/latents_autoencoder_fashion_mnist"
+  cp -r "$AE_FROM/latents_autoencoder_fashion_mnist" "$out/"
+else
+  $difftk train-autoencoder recipes/latents/autoencoder_fashion_mnist.toml --no-progress \
+    --set run.out_dir="\"$out\"" --set autoencoder.steps=$ae_steps "${ae_sets[@]}" | tee "$out/autoencoder.log"
+fi
 weights="$out/latents_autoencoder_fashion_mnist/autoencoder.safetensors"
 
 for side in pixels autoencoder; do

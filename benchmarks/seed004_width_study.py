@@ -12,7 +12,9 @@ MNIST images. The validation loss is difftk's training objective on the first
 epoch; the seed drew fresh ones on 20,000 images. ``--widths`` takes ScoreNet presets or
 NAME:C1,C2,C3,C4 for four channel counts of one's own.
 
-Writes OUT/width_losses.csv (width, epoch, train_loss, val_loss, seconds),
+Writes OUT/width_losses.csv (width, epoch, train_loss, val_loss, seconds, and the output
+map's rho0, rho1 after the epoch: at the seed's rate for them, 20x the network's, the wider
+networks drive rho0 to about 0 in their first epoch; docs/reproductions.md),
 OUT/summary.json (per width: the seed's line of val-loss quantiles and variance, seconds
 per epoch, parameters) and OUT/width_study.png (training and validation curves).
 """
@@ -42,6 +44,14 @@ def width_settings(width: str) -> list[str]:
         seed.fail(f'--widths: "{width}" is neither a ScoreNet preset '
                   f'({", ".join(ScoreNet.PRESETS)}) nor NAME:C1,C2,C3,C4')
     return [f"model.preset={width}"]
+
+
+def output_map(trainer) -> tuple[float, float]:
+    """(rho0, rho1) of Coding I.2's output map mu = rho0 (x - rho1 delta); NaN without it."""
+    net = trainer.model.net
+    if not getattr(net, "mean_scaling", False):
+        return float("nan"), float("nan")
+    return float(net.rho0.detach()), float(net.rho1.detach())
 
 
 def seed_line(name: str, s: dict[str, float]) -> str:
@@ -108,10 +118,11 @@ def main(argv=None) -> dict:
             train_loss = seed.train_pass(trainer, images, order)
             seconds = time.perf_counter() - t0
             val_loss = seed.validation_loss(trainer, val_items, VALIDATION_SEED)
+            rho0, rho1 = output_map(trainer)
             rows.append(dict(width=name, epoch=epoch, train_loss=train_loss, val_loss=val_loss,
-                             seconds=seconds))
+                             seconds=seconds, rho0=rho0, rho1=rho1))
             print(f"{name} epoch {epoch}: train {train_loss:.4f}  val {val_loss:.4f}  "
-                  f"{seconds:.1f} s", flush=True)
+                  f"{seconds:.1f} s  rho0 {rho0:.3f}  rho1 {rho1:.3f}", flush=True)
         val = np.asarray([r["val_loss"] for r in rows if r["width"] == name])
         summaries[name] = {
             **seed.quantiles(val), "variance": float(np.var(val)),  # ddof 0, as In [15]
@@ -121,7 +132,8 @@ def main(argv=None) -> dict:
         }
 
     with open(out / "width_losses.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["width", "epoch", "train_loss", "val_loss", "seconds"])
+        writer = csv.DictWriter(f, fieldnames=["width", "epoch", "train_loss", "val_loss", "seconds",
+                                               "rho0", "rho1"])
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in r.items()})

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import train_run
+
+from difftk.errors import DifftkError
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
@@ -74,6 +77,8 @@ def test_width_study_writes_curves_and_the_seeds_quantile_line(benchmark, tmp_pa
     assert [(r["width"], int(r["epoch"])) for r in rows] == [
         ("narrow", 1), ("narrow", 2), ("wide", 1), ("wide", 2)]
     assert all(float(r["seconds"]) > 0 and np.isfinite(float(r["train_loss"])) for r in rows)
+    # The output map mu = rho0 (x - rho1 delta) starts at rho0 = rho1 = 1 and trains.
+    assert all(np.isfinite(float(r["rho0"])) and float(r["rho1"]) != 1.0 for r in rows)
     widths = result["widths"]
     assert widths["narrow"]["channels"] == [4, 4, 4, 4] and widths["wide"]["channels"] == [8] * 4
     assert widths["wide"]["parameters"] > widths["narrow"]["parameters"]
@@ -98,3 +103,35 @@ def test_fid_script_refuses_a_bad_step_count():
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "STEPS must be a positive whole number" in out.stderr
+
+
+TINY_EPS_RUN = ["model.channels=8", "model.channel_mult=[1]", "train.steps=2",
+                "train.batch_size=8", "log.val_every=0", "log.sample_every=0",
+                "log.checkpoint_every=0", "ema.name=\"none\""]
+
+
+def test_mean_blindness_probe_reads_eps_errors_and_the_shift_response(benchmark, root, tmp_path):
+    run = train_run(root, tmp_path, "recipes/final_project/02_eps_elbo_weight.toml", "eps",
+                    TINY_EPS_RUN)
+    script = benchmark("seed004_mean_blindness")
+    out = tmp_path / "probe.json"
+    script.main([str(run), "--items", "200", "--times", "200", "5", "--shifts", "0.5",
+                 "--json", str(out)])
+    (result,) = json.loads(out.read_text())
+    assert result["step"] == 2 and result["items"] == 200
+    # The noise's image mean over 8x8 digits has rms 1/8: the closed form the table compares to.
+    for row in result["by_time"]:
+        assert row["noise_image_mean_rms"] == pytest.approx(1 / 8, rel=0.15)
+        assert np.isfinite(row["eps_mse"]) and row["image_mean_error_rms"] > 0
+    assert [r["t"] for r in result["by_time"]] == [200, 5]
+    (shift,) = result["shift_response_at_T"]
+    assert shift["shift"] == 0.5 and np.isfinite(shift["share_of_ideal"])
+
+
+def test_mean_blindness_probe_refuses_a_run_that_does_not_predict_eps(benchmark, root, tmp_path,
+                                                                      capsys):
+    run = train_run(root, tmp_path, "recipes/final_project/01_mean_matching.toml", "mean",
+                    TINY_EPS_RUN)
+    script = benchmark("seed004_mean_blindness")
+    with pytest.raises(DifftkError, match="target mean"):
+        script.main([str(run)])
