@@ -13,7 +13,8 @@ Where the recipe's data set is not on this machine (CIFAR-10), random data of it
 stands in (bench/run.py's random_data); the table says so. The autoencoder recipes
 (an [autoencoder] section, trained by `difftk train-autoencoder`) are not diffusion training
 steps and are listed as skipped, as is any recipe whose parts cannot be built here (a latent
-recipe whose autoencoder was not trained yet).
+recipe whose autoencoder was not trained yet). A latent recipe is timed on its latents (the
+data set encoded once, as `difftk train` does), so the encoder is not in its step.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from difftk.bench.difftk_loop import DifftkLoop
 from difftk.bench.interleave import interleaved_step_times
 from difftk.bench.run import random_data
 from difftk.errors import DifftkError
+from difftk.latents.encoded_data import encode_data
 from difftk.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -45,10 +47,13 @@ def clock(seconds: float) -> str:
 
 
 def recipe_data(recipe):
-    """The recipe's own data set, or random data of its shape where it is not on the machine."""
+    """The recipe's own data set (encoded into its [latents], as `difftk train` trains on
+    them), or random data of its shape where it is not on the machine."""
     data_part = recipe.parts["data"]
     try:
-        return data_part.load(), ""
+        pixels = data_part.load()
+        codec = recipe.parts["latents"].resolved().build(lambda: pixels)
+        return encode_data(codec, pixels, torch.device("cpu")), ""
     except (DifftkError, OSError) as e:
         if data_part.name not in RANDOM_STAND_INS:
             raise
