@@ -67,8 +67,12 @@ PY
   if [ "$curve_every" -gt 0 ]; then
     : > "$out/$run.curve.jsonl"
     for ckpt in "$out/seed004-$run"/checkpoints/[0-9]*; do
-      $difftk eval "$ckpt" -n "$n" --no-ema --json > "$out/$run.curve.eval.json"
-      $python - "$out/$run.curve.eval.json" "$ckpt" <<'PY' | tee -a "$out/$run.curve.jsonl"
+      report="$out/$run.eval.json"  # the last checkpoint is the model scored above
+      if [ "$((10#${ckpt##*/}))" -ne "$steps" ]; then
+        report="$out/$run.curve.eval.json"
+        $difftk eval "$ckpt" -n "$n" --no-ema --json > "$report"
+      fi
+      $python - "$report" "$ckpt" <<'PY' | tee -a "$out/$run.curve.jsonl"
 import json, sys
 report = json.load(open(sys.argv[1]))
 print(json.dumps({"steps": int(sys.argv[2].rstrip("/").rsplit("/", 1)[1]),

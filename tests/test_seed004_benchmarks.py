@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cli_runs import train_run
 
+from difftk.analysis.trained_run import load_trained_run
 from difftk.errors import DifftkError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,8 +130,35 @@ def test_mean_blindness_probe_reads_eps_errors_and_the_shift_response(benchmark,
     assert shift["shift"] == 0.5 and np.isfinite(shift["share_of_ideal"])
 
 
-def test_mean_blindness_probe_refuses_a_run_that_does_not_predict_eps(benchmark, root, tmp_path,
-                                                                      capsys):
+class InputAsEps(torch.nn.Module):
+    """eps_hat = x_t: on the seed's schedule (alpha_T = 0.0056) almost the exact eps at t = T,
+    and a network that reads the image mean of its input fully."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+def test_mean_blindness_probe_sees_a_network_that_reads_the_image_mean(benchmark, root,
+                                                                       tmp_path, monkeypatch):
+    run = train_run(root, tmp_path, "recipes/final_project/02_eps_elbo_weight.toml", "eps",
+                    TINY_EPS_RUN)
+    script = benchmark("seed004_mean_blindness")
+
+    def with_input_as_eps(*args, **kwargs):
+        trained = load_trained_run(*args, **kwargs)
+        trained.denoiser.net = InputAsEps()
+        return trained
+
+    monkeypatch.setattr(script, "load_trained_run", with_input_as_eps)
+    result = script.probe(str(run), items=200, times=[200], shifts=[0.5])
+    (row,) = result["by_time"]
+    # mean(x_t - eps) = alpha_T mean(x0) + (sigma_T - 1) mean(eps): far below the noise's own.
+    assert row["image_mean_error_rms"] < 0.1 * row["noise_image_mean_rms"]
+    # x_t + c moves eps_hat by c, which is c / sigma_T up to sigma_T = 0.99998.
+    assert result["shift_response_at_T"][0]["share_of_ideal"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_mean_blindness_probe_refuses_a_run_that_does_not_predict_eps(benchmark, root, tmp_path):
     run = train_run(root, tmp_path, "recipes/final_project/01_mean_matching.toml", "mean",
                     TINY_EPS_RUN)
     script = benchmark("seed004_mean_blindness")
