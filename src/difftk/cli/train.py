@@ -43,7 +43,8 @@ def train(
         elapsed = time.perf_counter() - t0
     except DifftkError as exc:  # under torchrun the sentence names the failing rank
         raise announce_failure(exc, runtime) from None
+    step, run_dir = trainer.step, trainer.run_dir
+    del trainer  # the network holds the process group: let it go before the group ends
     runtime.close()
     if runtime.is_main:
-        typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
-                   f"samples: {grid}")
+        typer.echo(f"trained {step} steps in {elapsed:.0f}s; run: {run_dir}; samples: {grid}")

@@ -11,6 +11,7 @@ process answers at once.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -86,11 +87,19 @@ class Runtime:
         return torch.cat(parts)
 
     def close(self) -> None:
+        """End the process group. Call it after the last reference to the distributed
+        network (DDP module, FSDP's sharded tensors: they hold the group) is gone."""
         if self.distributed and dist.is_initialized():
             # every process reaches the end before any tears the group down: a gloo peer
             # destroyed while another still talks to it aborts ("terminate called ...")
             dist.barrier()
             dist.destroy_process_group()
+            # The group's C++ object, and with it gloo's worker threads, dies with its last
+            # reference. Left to interpreter shutdown, a worker thread can still be freeing
+            # the barrier's work (it holds the tensors of the last all-reduce) when Python is
+            # finalizing; the decref then cannot take the GIL and the process aborts
+            # (pytorch/pytorch#179291). Collecting here joins the threads while Python lives.
+            gc.collect()
 
 
 def _device(device: str, local_rank: int) -> torch.device:
