@@ -4,7 +4,7 @@
         [--steps 20] [--warmup 3] [--threads 2]
 
 Each variant is the recipe with its overrides, built as the trainer builds it
-(bench/difftk_loop.py) on the recipe's own data set; their steps are taken in turn
+(bench/difftk_loop.py) on the recipe's own data set in its [latents]; their steps are taken in turn
 (A, B, C, A, ...) so a loaded machine slows every variant alike, and the medians of the
 per-step times give images/s. What a budget buys: steps = images/s x seconds / batch.
 """
@@ -21,6 +21,7 @@ import torch
 from difftk.bench.difftk_loop import DifftkLoop
 from difftk.bench.interleave import interleaved_step_times
 from difftk.recipe import load_recipe
+from difftk.train.training_data import training_data
 
 
 class Variant(DifftkLoop):
@@ -39,13 +40,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     subjects = []
-    data = None
+    pixels = None
     for spec in args.variants:
         name, _, sets = spec.partition("=")
         overrides = [s for s in shlex.split(sets) if s != "--set"]
         recipe = load_recipe(args.recipe, overrides, warn=False)
-        data = data or recipe.parts["data"].load()
-        subjects.append(Variant(name, recipe, data))
+        pixels = pixels or recipe.parts["data"].load()
+        # each variant on the space it diffuses in (its [latents] may differ)
+        trained_on = training_data(recipe, torch.device("cpu"), pixels)
+        subjects.append(Variant(name, trained_on.recipe, trained_on.data))
     times = interleaved_step_times(subjects, args.steps, args.warmup)
     rows = []
     for s in subjects:

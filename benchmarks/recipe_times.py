@@ -32,8 +32,8 @@ from difftk.bench.difftk_loop import DifftkLoop
 from difftk.bench.interleave import interleaved_step_times
 from difftk.bench.run import random_data
 from difftk.errors import DifftkError
-from difftk.latents.encoded_data import encode_data
 from difftk.recipe import load_recipe
+from difftk.train.training_data import training_data
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 # data sets that are downloads rather than files on the machine, and their image shapes
@@ -51,9 +51,7 @@ def recipe_data(recipe):
     them), or random data of its shape where it is not on the machine."""
     data_part = recipe.parts["data"]
     try:
-        pixels = data_part.load()
-        codec = recipe.parts["latents"].resolved().build(lambda: pixels)
-        return encode_data(codec, pixels, torch.device("cpu")), ""
+        return training_data(recipe, torch.device("cpu")).data, ""
     except (DifftkError, OSError) as e:
         if data_part.name not in RANDOM_STAND_INS:
             raise

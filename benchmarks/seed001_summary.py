@@ -41,9 +41,9 @@ def main(folder: str) -> None:
         ev = json.loads((out / f"{name}.eval.json").read_text())
         curves[name] = read_error_curve(out / f"{name}.info.csv")
         log_snr, mmse = curves[name]
-        low = [m for s, m in zip(log_snr, mmse) if s < -2]
-        mid = [m for s, m in zip(log_snr, mmse) if -2 <= s <= 2]
-        high = [m for s, m in zip(log_snr, mmse) if s > 2]
+        low = [m for s, m in zip(log_snr, mmse, strict=True) if s < -2]
+        mid = [m for s, m in zip(log_snr, mmse, strict=True) if -2 <= s <= 2]
+        high = [m for s, m in zip(log_snr, mmse, strict=True) if s > 2]
         rows.append({"variant": name, "step": ev["step"],
                      "pixel_fid": round(ev["metrics"]["pixel_fid"], 3),
                      "pixel_kid": round(ev["metrics"]["pixel_kid"], 5),
@@ -66,7 +66,7 @@ def main(folder: str) -> None:
         style = "-" if name.startswith("weight_") else "--"
         ax_abs.plot(log_snr, mmse, style, label=name, linewidth=1.2)
         if ref is not None:
-            ax_rel.plot(log_snr, [m / r for m, r in zip(mmse, ref[1])], style, label=name,
+            ax_rel.plot(log_snr, [m / r for m, r in zip(mmse, ref[1], strict=True)], style, label=name,
                         linewidth=1.2)
     ax_abs.set(yscale="log", xlabel="logSNR", ylabel="held-out E||x0 - D(x_t)||^2 per pixel",
                title="Denoising error by noise level")

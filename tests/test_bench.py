@@ -220,3 +220,13 @@ def test_auto_switches_follow_the_measured_rule_and_keep_the_maths():
     out = auto(x, t)
     assert out.is_contiguous(memory_format=torch.channels_last)  # NHWC all the way through
     torch.testing.assert_close(out, plain(x, t), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_times_a_latent_recipe_on_its_latents(smoke_recipe, tmp_path, one_thread):
+    # the step `difftk train` runs: the network sees the 4x4 DCT latents, not 8x8 pixels
+    out = tmp_path / "b.json"
+    result = runner.invoke(app, ["bench", str(smoke_recipe), "--steps", "1", "--warmup", "1",
+                                 "--split-steps", "0", "--set", 'latents.name="dct"',
+                                 "--set", "latents.keep=4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["shape"] == [1, 4, 4]

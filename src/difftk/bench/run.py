@@ -1,6 +1,7 @@
 """``difftk bench``'s measurement: the subjects, their interleaved steps, the figures.
 
-Every subject trains the same network at the same batch on the same data tensor: the
+Every subject trains the same network at the same batch on the same data tensor (the
+recipe's data in its [latents], as ``difftk train`` sees it, or random data of a shape): the
 library's step (difftk_loop.py), and on request the raw loop (raw_loop.py) and diffusers
 (diffusers_loop.py). Steps are interleaved (interleave.py); the library's step split is
 measured after, on probed steps (step_split.py); peak memory on one more step of each
@@ -28,6 +29,7 @@ from difftk.errors import DifftkError
 from difftk.nn.auto_speed import chosen
 from difftk.nn.cost import network_cost
 from difftk.recipe import Recipe
+from difftk.train.training_data import training_data
 
 BASELINES = ("raw", "diffusers")
 
@@ -86,8 +88,9 @@ def run_bench(recipe: Recipe, device: torch.device, options: BenchOptions) -> di
     batch = options.batch or recipe.train.batch_size
     if options.shape is not None:
         data = random_data(options.shape, options.classes, max(4 * batch, 256))
-    else:
-        data = recipe.parts["data"].load()
+    else:  # the recipe's data in its [latents]: what `difftk train` trains on
+        trained_on = training_data(recipe, device)
+        recipe, data = trained_on.recipe, trained_on.data
     if batch > data.train.shape[0]:
         raise DifftkError(f"--batch {batch} is larger than the {data.train.shape[0]} training "
                           "items; give a smaller batch")

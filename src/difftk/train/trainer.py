@@ -16,7 +16,6 @@ import torch
 
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream, split_batch
-from difftk.latents.encoded_data import encode_data
 from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
@@ -36,6 +35,7 @@ from difftk.train.run_state import RunState, check_resumable, checkpoint_to_resu
 from difftk.train.runtime import Runtime
 from difftk.train.step import OptimisationStep, StepResult
 from difftk.train.strategy import check_strategy, distribute
+from difftk.train.training_data import training_data
 
 
 class Trainer:
@@ -49,11 +49,9 @@ class Trainer:
 
         # Diffusion runs on the [latents] of the pixels (the pixels themselves by default);
         # sigma_data = "data" is then measured on the latents.
-        self.pixels = recipe.parts["data"].load()
-        recipe = recipe.with_parts(latents=recipe.parts["latents"].resolved())
-        self.codec = recipe.parts["latents"].build(lambda: self.pixels).to(self.device)
-        self.data = encode_data(self.codec, self.pixels, self.device)
-        recipe = resolve_sigma_data(recipe, self.data.sigma_data)
+        trained_on = training_data(recipe, self.device)
+        self.pixels, self.codec, self.data = trained_on.pixels, trained_on.codec, trained_on.data
+        recipe = resolve_sigma_data(trained_on.recipe, self.data.sigma_data)
         if resume_from is not None:
             check_resumable(resume_from, recipe)
         self.recipe = recipe

@@ -1,0 +1,35 @@
+"""What a recipe trains on: its data set in its [latents] (the pixels themselves by default).
+
+One function, so everything that trains or times a recipe (``difftk train``, ``difftk
+bench``, benchmarks/recipe_times.py) diffuses in the space the recipe names: a latent recipe
+timed on pixels measures another network on another shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from difftk.data.dataset import DataBundle
+from difftk.latents.encoded_data import encode_data
+from difftk.latents.latents import LatentCodec
+from difftk.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    recipe: Recipe  # with its [latents] part resolved (an autoencoder's weights found)
+    pixels: DataBundle  # the data set as loaded: what grids and FID show
+    codec: LatentCodec  # pixels <-> the space diffusion runs in (on ``device``)
+    data: DataBundle  # the data set in that space: what the network trains on
+
+
+def training_data(recipe: Recipe, device: torch.device,
+                  pixels: DataBundle | None = None) -> TrainingData:
+    """The recipe's data (``pixels`` when given, else its [data] part loaded), encoded once
+    (and cached on disk for an autoencoder, latents/encoded_data.py)."""
+    pixels = recipe.parts["data"].load() if pixels is None else pixels
+    recipe = recipe.with_parts(latents=recipe.parts["latents"].resolved())
+    codec = recipe.parts["latents"].build(lambda: pixels).to(device)
+    return TrainingData(recipe, pixels, codec, encode_data(codec, pixels, device))
