@@ -80,3 +80,11 @@ def test_python_dash_m_difftk_runs_the_command_line(root):
     bad = subprocess.run([sys.executable, "-m", "difftk", "validate", str(root / "nowhere.toml")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.startswith("error: ") and not bad.stdout
+
+
+def test_help_paragraphs_flow_to_the_terminal_width():
+    # a docstring's own line breaks, after its first paragraph, used to show mid-sentence
+    result = runner.invoke(app, ["compare", "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert any("recipe fields that differ; the curves are" in line
+               for line in result.stdout.splitlines())

@@ -22,8 +22,10 @@ def compare(
         "-o", "--output", help="Folder for comparison.csv, curves.png and curves.csv.")
     ] = Path("comparison"),
 ):
-    """One table (each run's last loss/ and eval/ values and the recipe fields that differ)
-    and overlaid curves of the scalars the runs share, from metrics.jsonl or TensorBoard."""
+    """Compare runs: one table of final metrics and recipe differences, overlaid curves.
+
+    The table holds each run's last loss/ and eval/ values and the recipe fields that
+    differ; the curves are the scalars the runs share, from metrics.jsonl or TensorBoard."""
     from difftk.analysis.run_comparison import (
         MAX_CURVES,
         comparison_rows,

@@ -25,8 +25,10 @@ def ema(
     step: Annotated[int | None, typer.Option(
         help="With --sigma-rel: the snapshot step to reconstruct at (default: the last).")] = None,
 ):
-    """Combine saved snapshots into post-hoc EMA weights (by --beta or --sigma-rel): one
-    .safetensors file that difftk sample and difftk eval take in place of a checkpoint."""
+    """Combine saved snapshots into post-hoc EMA weights, by --beta or --sigma-rel.
+
+    Writes one .safetensors file that difftk sample and difftk eval take in place of a
+    checkpoint."""
     from difftk.eval.trained_model import weights_file_metadata
     from difftk.train.checkpoint import save_weights
     from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
