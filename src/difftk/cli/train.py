@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption, app, fail
 from difftk.errors import DifftkError
 
 
@@ -42,9 +42,12 @@ def train(
         trainer, grid = run_training(r, runtime, mode, progress)  # locked, SIGTERM-safe
         elapsed = time.perf_counter() - t0
     except DifftkError as exc:  # under torchrun the sentence names the failing rank
-        raise announce_failure(exc, runtime) from None
-    step, run_dir = trainer.step, trainer.run_dir
-    del trainer  # the network holds the process group: let it go before the group ends
+        error = announce_failure(exc, runtime)
+        if runtime is None or not runtime.distributed:
+            raise error from None
+        runtime.exit_process(fail(error).exit_code)  # torchrun stops the other ranks
     runtime.close()
     if runtime.is_main:
-        typer.echo(f"trained {step} steps in {elapsed:.0f}s; run: {run_dir}; samples: {grid}")
+        typer.echo(f"trained {trainer.step} steps in {elapsed:.0f}s; run: {trainer.run_dir}; "
+                   f"samples: {grid}")
+    runtime.exit_process(0)

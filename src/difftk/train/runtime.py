@@ -11,8 +11,8 @@ process answers at once.
 from __future__ import annotations
 
 import datetime
-import gc
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -87,19 +87,27 @@ class Runtime:
         return torch.cat(parts)
 
     def close(self) -> None:
-        """End the process group. Call it after the last reference to the distributed
-        network (DDP module, FSDP's sharded tensors: they hold the group) is gone."""
         if self.distributed and dist.is_initialized():
             # every process reaches the end before any tears the group down: a gloo peer
             # destroyed while another still talks to it aborts ("terminate called ...")
             dist.barrier()
             dist.destroy_process_group()
-            # The group's C++ object, and with it gloo's worker threads, dies with its last
-            # reference. Left to interpreter shutdown, a worker thread can still be freeing
-            # the barrier's work (it holds the tensors of the last all-reduce) when Python is
-            # finalizing; the decref then cannot take the GIL and the process aborts
-            # (pytorch/pytorch#179291). Collecting here joins the threads while Python lives.
-            gc.collect()
+
+    def exit_process(self, code: int) -> None:
+        """Under torchrun, end this process now with ``code``, its output flushed, without
+        Python's interpreter shutdown; in one process, return and let it end as usual.
+
+        gloo's worker threads outlive destroy_process_group (a DDP or FSDP network keeps the
+        group alive in C++). One still freeing a finished collective's tensors while the
+        interpreter finalizes cannot take the GIL, and the process aborts
+        (pytorch/pytorch#179291): a run that had written everything exited with SIGABRT
+        about once in ten under load. Everything the run writes is closed by now.
+        """
+        if not self.distributed:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _device(device: str, local_rank: int) -> torch.device:
