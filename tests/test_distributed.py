@@ -83,6 +83,8 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     two = _torchrun(out, "two", "train.steps=3")
     assert two.returncode == 0, two.stderr
+    # rank 0's last line survives the process's immediate exit (Runtime.exit_process)
+    assert two.stdout.count("trained 3 steps in") == 1, two.stdout
     _in_process(out, "one", "train.steps=6")
     _in_process(out, "accum", "train.steps=6", "train.grad_accumulation=4")
     return out
