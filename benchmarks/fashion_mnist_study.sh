@@ -6,7 +6,7 @@ set -euo pipefail
 minutes=${1:-10}
 n=${2:-500}
 out=runs/fmnist_study
-common=(--no-progress --set run.out_dir="\"$out\"" --set train.steps=100000
+common=(--set run.out_dir="\"$out\"" --set train.steps=100000
         --set train.time_limit=$minutes --set log.val_every=0 --set log.sample_every=0
         --set log.checkpoint_every=0 --set precision.name='"fp32"'
         --set ema.name='"ema_warmup"')

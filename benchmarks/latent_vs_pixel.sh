@@ -20,7 +20,7 @@ difftk=${DIFFTK:-difftk}
 python=${PYTHON:-python}
 read -r -a ae_sets <<< "${AE_SETS:-}"
 mkdir -p "$out"
-common=(--no-progress --set run.out_dir="\"$out\"" --set train.time_limit=$minutes
+common=(--set run.out_dir="\"$out\"" --set train.time_limit=$minutes
         --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0)
 
 if [ -n "${AE_FROM:-}" ]; then
@@ -31,7 +31,7 @@ if [ -n "${AE_FROM:-}" ]; then
   rm -rf "$out/latents_autoencoder_fashion_mnist"
   cp -r "$AE_FROM/latents_autoencoder_fashion_mnist" "$out/"
 else
-  $difftk train-autoencoder recipes/latents/autoencoder_fashion_mnist.toml --no-progress \
+  $difftk train-autoencoder recipes/latents/autoencoder_fashion_mnist.toml \
     --set run.out_dir="\"$out\"" --set autoencoder.steps=$ae_steps "${ae_sets[@]}" | tee "$out/autoencoder.log"
 fi
 weights="$out/latents_autoencoder_fashion_mnist/autoencoder.safetensors"

@@ -32,7 +32,7 @@ for v in "${variants[@]}"; do
   name=${v%%|*}
   sets=${v#*|}
   [ -f "$out/$name.info.csv" ] && continue
-  eval "difftk train recipes/fashion_mnist/edm.toml --no-progress --set run.out_dir='\"$out\"' \
+  eval "difftk train recipes/fashion_mnist/edm.toml --set run.out_dir='\"$out\"' \
     --set run.name='\"$name\"' --set train.steps=$steps --set train.time_limit=0 \
     --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0 \
     --set log.num_samples=36 --set precision.name='\"fp32\"' $sets" > "$out/$name.train.log" 2>&1 \

@@ -43,7 +43,7 @@ for run in ${RUNS:-01_mean_matching 02_eps_elbo_weight}; do
   # Coding I.2's learned output map for mean matching; Coding II's network outputs eps.
   [ "$run" = 01_mean_matching ] && model=(--set model.mean_scaling=true --set model.rho_lr_multiplier=20)
   start=$(date +%s)
-  $difftk train "$here/recipes/final_project/$run.toml" --no-progress "${seed_settings[@]}" \
+  $difftk train "$here/recipes/final_project/$run.toml" "${seed_settings[@]}" \
     "${model[@]}" "${curve_sets[@]}" --set run.name="\"seed004-$run\"" "${extra_sets[@]}" \
     > "$out/$run.train.log"
   seconds=$(( $(date +%s) - start ))
