@@ -402,6 +402,13 @@ def test_info_prints_parameters_and_flops(root):
     assert bad.exit_code == 1 and "--shape" in bad.output
 
 
+def test_info_measures_a_latent_recipe_on_its_latents(root):
+    result = runner.invoke(app, ["info", str(root / "recipes/edm.toml"), "--set",
+                                 'latents.name="dct"', "--set", "latents.keep=4"])
+    assert result.exit_code == 0, result.output
+    assert "data: shape 1x4x4" in result.output  # digits are 8x8; the network sees 4x4
+
+
 @pytest.mark.parametrize("name", ["mlp", "scorenet", "unet", "dit"])
 def test_each_architecture_recipe_trains_on_digits(root, tmp_path, name):
     from difftk.recipe import load_recipe

@@ -33,3 +33,13 @@ def test_memory_command_prints_the_budget(root):
     assert res.exit_code == 0, res.output
     for word in ("master weights", "optimizer moments", "activations", "measured peak", "bf16/fp16"):
         assert word in res.output
+
+
+def test_a_latent_recipe_is_measured_on_its_latents(root):
+    # DCT keeping 4x4 of 8x8: the U-Net's activations shrink with the area it runs on
+    sets = ["train.batch_size=16", "model.channels=16"]
+    pixels = memory_report(load_recipe(root / "recipes/edm.toml", sets, warn=False))
+    latents = memory_report(load_recipe(root / "recipes/edm.toml", [
+        *sets, 'latents.name="dct"', "latents.keep=4"], warn=False))
+    assert latents.parameters == pixels.parameters
+    assert latents.activation_bytes < 0.4 * pixels.activation_bytes

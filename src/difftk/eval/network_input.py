@@ -13,14 +13,15 @@ from difftk.data.dataset import DataBundle
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import Recipe
 from difftk.train.assemble import data_spec
+from difftk.train.training_data import training_data
 
 
 def network_spec(recipe: Recipe, shape: tuple[int, ...] | None = None,
                  num_classes: int = 0) -> DataSpec:
-    """The recipe's DataSpec: from its data set, or for ``shape`` with ``num_classes``
-    classes (0: unconditional) without loading any data."""
-    if shape is None:
-        return data_spec(recipe, recipe.parts["data"].load())
+    """The recipe's DataSpec: from its data set (encoded in its latents), or for ``shape``
+    with ``num_classes`` classes (0: unconditional) without loading any data."""
+    if shape is None:  # the data set in the recipe's [latents]: what the network sees
+        return data_spec(recipe, training_data(recipe, torch.device("cpu")).data)
     one = torch.zeros((1, *shape))  # one item: a data set must hold something to train on
     labels = torch.zeros(1, dtype=torch.long) if num_classes else None
     stand_in = DataBundle(train=one, heldout=one, train_labels=labels,

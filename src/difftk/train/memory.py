@@ -29,6 +29,7 @@ from torch.utils._pytree import tree_flatten
 from difftk.recipe import Recipe
 from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.strategy import shard_units
+from difftk.train.training_data import training_data
 
 
 def _storage_key(t: torch.Tensor) -> int:
@@ -159,8 +160,9 @@ def memory_report(recipe: Recipe, batch_size: int | None = None,
                   device: torch.device | None = None) -> MemoryReport:
     """Measure the recipe's model at its batch size (fp32), with and without checkpointing."""
     device = device or torch.device("cpu")
-    data = recipe.parts["data"].load()
-    recipe = resolve_sigma_data(recipe, data.sigma_data)
+    trained_on = training_data(recipe, device)  # a latent recipe trains on its latents
+    data = trained_on.data
+    recipe = resolve_sigma_data(trained_on.recipe, data.sigma_data)
     spec = data_spec(recipe, data)
     batch = batch_size or recipe.train.batch_size
     x0, labels = _batch(data, batch)
