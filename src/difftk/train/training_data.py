@@ -1,8 +1,8 @@
 """What a recipe trains on: its data set in its [latents] (the pixels themselves by default).
 
-One function, so everything that trains or times a recipe (``difftk train``, ``difftk
-bench``, benchmarks/recipe_times.py) diffuses in the space the recipe names: a latent recipe
-timed on pixels measures another network on another shape.
+One function, so everything that trains, times or sizes a recipe (``difftk train``, ``bench``,
+``info``, ``memory``, benchmarks/recipe_times.py) works in the space the recipe names: a
+latent recipe timed on pixels measures another network on another shape.
 """
 
 from __future__ import annotations
