@@ -5,6 +5,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from difftk.cli import app
@@ -124,3 +125,26 @@ def test_analyze_targets_writes_rows_with_t_and_the_summary_table(run_dir, tmp_p
     assert {(r["source"], r["target"]) for r in summary} == {
         (s, t) for s in ("network", "gaussian") for t in ("x0", "eps", "v", "score")}
     assert "analysis/targets" in analysis_events(run_dir)
+
+
+def test_a_latent_run_is_analysed_on_its_latents(tmp_path):
+    # DCT keeping 4x4 of the digits' 8x8: the analyses feed the network what it trained on
+    from pathlib import Path
+
+    from difftk.analysis.trained_run import load_trained_run
+    from difftk.recipe import load_recipe
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes/edm.toml"
+    args = ["train", str(recipe), "--no-progress"]
+    for s in (f'run.out_dir="{tmp_path}"', 'run.name="dct"', 'latents.name="dct"',
+              "latents.keep=4", "model.channels=8", "train.batch_size=16", "train.steps=2",
+              "log.num_samples=4", "sampler.steps=2", "log.val_every=0",
+              "log.checkpoint_every=0"):
+        args += ["--set", s]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = load_trained_run(tmp_path / "dct", device="cpu")
+    assert tuple(run.heldout.shape[1:]) == (1, 4, 4)
+    pixels = load_recipe(recipe, warn=False).parts["data"].load().heldout
+    # the orthonormal DCT keeps the (0, 0) coefficient: 8 x the image mean on an 8x8 image
+    assert torch.allclose(run.heldout[:, 0, 0, 0], 8 * pixels.mean(dim=(1, 2, 3)), atol=1e-5)

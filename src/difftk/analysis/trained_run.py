@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from difftk.errors import DifftkError
+from difftk.latents.encoded_data import encode_data
 
 # Zero terminal SNR makes EDM's sigma infinite; analyses stop at logSNR = -2 ln 1e4 ~ -18.4.
 SIGMA_EDM_CAP = 1e4
@@ -70,10 +71,12 @@ def load_trained_run(path, device: str = "auto", use_ema: bool = True,
 
     dev = make_runtime(device).device
     restored = restore(path, dev, use_ema=use_ema)
-    data = restored.recipe.parts["data"].load()
-    heldout = data.heldout
-    if heldout is None or len(heldout) == 0:
+    pixels = restored.recipe.parts["data"].load()
+    if pixels.heldout is None or len(pixels.heldout) == 0:
         raise DifftkError(f"{path}: the run's data set has no held-out split to analyse")
+    # the held-out items in the space the network denoises: a latent run's latents
+    data = encode_data(restored.codec, pixels, dev)
+    heldout = data.heldout
     labels = data.heldout_labels if restored.spec.num_classes else None
     if max_samples is not None:
         heldout = heldout[:max_samples]

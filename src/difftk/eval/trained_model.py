@@ -40,9 +40,10 @@ def weights_file_metadata(run_dir: str | Path, step: int) -> dict[str, str]:
         spec, kind = state["spec"], state.get("kind", "image")
     except CheckpointError:
         from difftk.train.assemble import data_spec
+        from difftk.train.training_data import training_data
 
         recipe = recipe_from_text(recipe_toml, source=str(recipe_file))
-        data = recipe.parts["data"].load()
+        data = training_data(recipe, torch.device("cpu")).data  # a latent run's latents
         s = data_spec(recipe, data)
         spec = {"shape": list(s.shape), "out_channels": s.out_channels,
                 "num_classes": s.num_classes}
