@@ -346,3 +346,19 @@ def test_data_stats_command_prints_sigma_data_and_errors_name_the_file(root, tmp
                                  'data.name="idx"', "--set", f'data.path="{tmp_path}/none"'])
     assert result.exit_code == 1
     assert f"{tmp_path}/none" in result.output and "Traceback" not in result.output
+
+
+def test_data_stats_of_a_latent_recipe_gives_the_latents_sigma_data(root):
+    import json
+
+    result = runner.invoke(app, ["data", "stats", str(root / "recipes/edm.toml"), "--json",
+                                 "--set", 'latents.name="dct"', "--set", "latents.keep=0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    pixels, latents = report, report["latents"]
+    assert latents["name"] == "dct" and latents["shape"] == [1, 8, 8]
+    # an orthonormal DCT keeps each image's energy: mean^2 + std^2 over all values agrees,
+    # while the std itself moves (the image mean gathers into one coefficient)
+    assert latents["sigma_data"] ** 2 + latents["mean"] ** 2 == pytest.approx(
+        pixels["sigma_data"] ** 2 + pixels["mean"] ** 2, rel=1e-4)
+    assert abs(latents["sigma_data"] - pixels["sigma_data"]) > 0.05

@@ -20,13 +20,21 @@ def stats(
     set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
-    """Load the recipe's data set and print its sizes, range, mean and std (sigma_data)."""
+    """Load the recipe's data set and print its sizes, range, mean and std (sigma_data).
+
+    A recipe with [latents] also gets the statistics of its encoded data set, the one it
+    trains on and measures sigma_data on."""
+    import torch
+
     from difftk.recipe import load_recipe
+    from difftk.train.training_data import training_data
 
     r = load_recipe(recipe, set_)
     part = r.parts["data"]
     bundle = part.load()
     s = bundle.stats
+    trained_on = training_data(r, torch.device("cpu"), bundle)
+    latents = None if trained_on.codec.identity else trained_on.data
     report = {
         "data": part.name, "kind": bundle.kind, "shape": list(bundle.shape),
         "train": int(bundle.train.shape[0]), "heldout": int(bundle.heldout.shape[0]),
@@ -35,6 +43,11 @@ def stats(
         "channel_mean": list(s.channel_mean), "channel_std": list(s.channel_std),
         "hflip": bundle.hflip,
     }
+    if latents is not None:
+        ls = latents.stats
+        report["latents"] = {"name": r.parts["latents"].name, "shape": list(latents.shape),
+                             "min": ls.minimum, "max": ls.maximum, "mean": ls.mean,
+                             "sigma_data": ls.std}
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
@@ -47,5 +60,12 @@ def stats(
     typer.echo(f"range       [{s.minimum:.4g}, {s.maximum:.4g}]")
     typer.echo(f"mean        {s.mean:.5f}   per channel: {fmt(f'{v:.5f}' for v in s.channel_mean)}")
     typer.echo(f"std         {s.std:.5f}   per channel: {fmt(f'{v:.5f}' for v in s.channel_std)}")
-    typer.echo(f"sigma_data  {s.std:.5f}   (the training set's std over all values; "
+    if latents is None:
+        typer.echo(f"sigma_data  {s.std:.5f}   (the training set's std over all values; "
+                   f'sigma_data = "data" uses it)')
+        return
+    ls = latents.stats
+    typer.echo(f"latents     {r.parts['latents'].name}: one item {list(latents.shape)}, range "
+               f"[{ls.minimum:.4g}, {ls.maximum:.4g}], mean {ls.mean:.5f}")
+    typer.echo(f"sigma_data  {ls.std:.5f}   (the encoded training set's std over all values; "
                f'sigma_data = "data" uses it)')
