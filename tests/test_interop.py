@@ -147,6 +147,12 @@ def test_layouts_and_runs_diffusers_cannot_express_say_why(root, tmp_path):
     assert not (tmp_path / "x").exists()  # nothing is written before every check passed
     res = runner.invoke(app, ["export", str(tmp_path / "edm"), "--format", "onnx", "-o", "x"])
     assert res.exit_code == 1 and 'unknown export format "onnx"' in res.output
+    # a DDPM run on DCT latents: the folder would draw 4x4 coefficients as if they were images
+    r = _recipe(root, tmp_path, "latent", *SMALL_DDPM, 'latents.name="dct"', "latents.keep=4")
+    Trainer(r, make_runtime("cpu"), progress=False).fit()
+    res = runner.invoke(app, ["export", str(tmp_path / "latent"), "-o", str(tmp_path / "y")])
+    assert res.exit_code == 1 and 'diffuses in the "dct" latents' in res.output
+    assert not (tmp_path / "y").exists()
 
 
 def test_init_from_a_checkpoint_or_an_exported_folder(small_run, root, tmp_path):

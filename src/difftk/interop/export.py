@@ -51,6 +51,12 @@ def export_diffusers(checkpoint: Path, out: Path, use_ema: bool = True) -> Expor
 
     restored = restore(checkpoint, torch.device("cpu"), use_ema=use_ema)
     parts = restored.recipe.parts
+    if not restored.codec.identity:
+        # a UNet2DModel + scheduler folder draws what the network denoises: here latents,
+        # which diffusers' pipelines would show as images
+        raise InteropError(f'{checkpoint}: the run diffuses in the "{parts["latents"].name}" '
+                           f"latents, and a diffusers UNet2DModel folder would draw latents, not "
+                           f"images; export runs trained on pixels")
     net = restored.denoiser.net
     scheduler = scheduler_config(parts, diffusers_version())
     config, weights = _network_and_config(parts["model"], net, restored.spec)
