@@ -6,7 +6,9 @@ resumes on 1 process; a rank that raises ends the group with a sentence.
 """
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -192,3 +194,36 @@ def test_memory_states_the_per_device_budget_of_a_sharded_run(root):
     assert res.exit_code == 0, res.output
     assert "per device: 8 device(s), train.strategy = fsdp" in res.output
     assert "gathered unit (fsdp)" in res.output
+
+
+def test_a_batch_schedulers_sigterm_stops_both_ranks_at_one_saved_step(tmp_path):
+    # torchrun passes SIGTERM on to every process: each finishes its step, the ranks save one
+    # checkpoint together, say so, and exit; the run resumes from it on one process
+    from difftk.train.checkpoint import load_checkpoint
+
+    args = []
+    for s in _sets(tmp_path, "sig", "train.steps=100000"):
+        args += ["--set", s]
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "difftk", "train", str(ROOT / "recipes/toy2d.toml"), "--no-progress", *args],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "sig" / "checkpoints" / "00000003"  # log.checkpoint_every = 3
+    deadline = time.time() + 120
+    while not first.is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode != 0
+    said = {rank: re.search(rf"rank {rank} of 2: interrupted by SIGTERM after step (\d+); (.*?);",
+                            err) for rank in (0, 1)}
+    assert said[0] and said[1], err
+    step = int(said[0].group(1))
+    assert int(said[1].group(1)) == step >= 3
+    assert said[0].group(2).startswith("saved checkpoint ")
+    assert said[1].group(2) == "rank 0 saved the checkpoint"
+    assert load_checkpoint(tmp_path / "sig" / "checkpoints" / "latest").step == step
+    trainer = _in_process(tmp_path, "sig", f"train.steps={step + 2}", resume=True)
+    assert trainer.step == step + 2

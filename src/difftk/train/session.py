@@ -62,6 +62,7 @@ def _saved_on_interrupt(trainer, signum: int) -> TrainingInterrupted:
     path = trainer.save()
     trainer.logger.close()
     name = signal.Signals(signum).name
+    saved = f"saved checkpoint {path}" if path is not None else "rank 0 saved the checkpoint"
     return TrainingInterrupted(
-        signum, f"interrupted by {name} after step {trainer.step}; saved checkpoint {path}; "
+        signum, f"interrupted by {name} after step {trainer.step}; {saved}; "
                 "to continue, run the same command with --resume (or --resume-or-start)")
