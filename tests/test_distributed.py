@@ -227,3 +227,15 @@ def test_a_batch_schedulers_sigterm_stops_both_ranks_at_one_saved_step(tmp_path)
     assert load_checkpoint(tmp_path / "sig" / "checkpoints" / "latest").step == step
     trainer = _in_process(tmp_path, "sig", f"train.steps={step + 2}", resume=True)
     assert trainer.step == step + 2
+
+
+def test_a_failing_rank_zero_keeps_what_it_logged(tmp_path):
+    # rank 0 ends without Python's shutdown (Runtime.exit_process): its TensorBoard events
+    # must be on disk first, every step before the failure
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING.replace('os.environ["RANK"] == "1" and self.step == 2',
+                                      'os.environ["RANK"] == "0" and self.step == 4'))
+    res = _torchrun(tmp_path, "fail0", "train.steps=50", script=script)
+    assert res.returncode != 0
+    assert "error: rank 0 of 2: the disk of this node is full" in res.stderr
+    assert sorted(_losses(tmp_path / "fail0")) == [1, 2, 3, 4]

@@ -50,6 +50,11 @@ def run_training(recipe: Recipe, runtime: Runtime, resume: Resume = "no",
                     grid = trainer.fit()
                 except TrainingInterrupted as exc:
                     raise _saved_on_interrupt(trainer, exc.signum) from None
+                except DifftkError:
+                    # what the run logged reaches the disk before the process ends (under
+                    # torchrun it ends without Python's shutdown: Runtime.exit_process)
+                    trainer.logger.close()
+                    raise
         finally:
             if lock is not None:
                 lock.release()
