@@ -20,7 +20,7 @@ mkdir -p "$out"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 start=$(date +%s)
 recipe=${RECIPE:-recipes/fashion_mnist/edm.toml}
-difftk train "$recipe" --no-progress --set run.out_dir="\"$out\"" \
+difftk train "$recipe" --set run.out_dir="\"$out\"" \
   --set run.name="\"$name\"" --set train.steps="$steps" --set train.time_limit=0 \
   --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0 \
   --set precision.name='"fp32"' "$@" > "$out/$name.train.log" 2>&1

@@ -9,7 +9,8 @@ out=runs/fmnist_study
 common=(--set run.out_dir="\"$out\"" --set train.steps=100000
         --set train.time_limit=$minutes --set log.val_every=0 --set log.sample_every=0
         --set log.checkpoint_every=0 --set precision.name='"fp32"'
-        --set ema.name='"ema_warmup"')
+        --set ema.name='"ema_warmup"'
+        --set noise_sampling.name='"log_normal"')  # as docs/architectures.md measured it
 declare -A models=(
   [unet_fashion_mnist]='--set model.name="unet" --set model.preset="fashion_mnist"'
   [dit_p4_w192]='--set model.name="dit" --set model.preset="none" --set model.patch_size=4 --set model.hidden_size=192 --set model.depth=6 --set model.num_heads=3'

@@ -10,8 +10,9 @@
 #   python benchmarks/seed001_summary.py runs/seed001
 #
 # Weightings are applied to the x0-MSE (relative_to = "x0"), the one scale on which all of
-# them are defined, with EDM's preconditioned network and log-normal sigma; the noise-level
-# distributions keep EDM's weight. Writes runs/seed001/<name>/ and <name>.{eval.json,info.csv}.
+# them are defined, with EDM's preconditioned network and log-normal sigma (set here: the
+# recipe itself draws logit-normal); the noise-level distributions keep EDM's weight.
+# Writes runs/seed001/<name>/ and <name>.{eval.json,info.csv}.
 set -euo pipefail
 steps=${1:-300}
 out=${OUT:-runs/seed001}
@@ -35,7 +36,8 @@ for v in "${variants[@]}"; do
   eval "difftk train recipes/fashion_mnist/edm.toml --set run.out_dir='\"$out\"' \
     --set run.name='\"$name\"' --set train.steps=$steps --set train.time_limit=0 \
     --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0 \
-    --set log.num_samples=36 --set precision.name='\"fp32\"' $sets" > "$out/$name.train.log" 2>&1 \
+    --set log.num_samples=36 --set precision.name='\"fp32\"' \
+    --set noise_sampling.name='\"log_normal\"' $sets" > "$out/$name.train.log" 2>&1 \
     || { echo "$name: training failed (see $out/$name.train.log)"; continue; }
   difftk eval "$out/$name" -n 1000 --json > "$out/$name.eval.json" 2> "$out/$name.eval.err"
   difftk analyze information "$out/$name" -o "$out/$name.info.png" --csv "$out/$name.info.csv" \
