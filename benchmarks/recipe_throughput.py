@@ -45,7 +45,7 @@ def main() -> None:
         name, _, sets = spec.partition("=")
         overrides = [s for s in shlex.split(sets) if s != "--set"]
         recipe = load_recipe(args.recipe, overrides, warn=False)
-        pixels = pixels or recipe.parts["data"].load()
+        pixels = recipe.parts["data"].load() if pixels is None else pixels
         # each variant on the space it diffuses in (its [latents] may differ)
         trained_on = training_data(recipe, torch.device("cpu"), pixels)
         subjects.append(Variant(name, trained_on.recipe, trained_on.data))

@@ -33,18 +33,22 @@ def _sets(out, name, *extra):
     return [f'run.out_dir="{out}"', f'run.name="{name}"', *SMALL, *extra]
 
 
-def _torchrun(out, name, *extra, script=None, nproc=2, resume=False):
+def _torchrun_command(out, name, *extra, script=None, nproc=2, resume=False):
+    """(command line, environment) of ``difftk train`` on toy2d under torchrun."""
     args = ["--resume"] if resume else []
     for s in _sets(out, name, *extra):
         args += ["--set", s]
     target = [str(script)] if script else ["-m", "difftk"]
     # this source tree's difftk in the child processes too, whatever the working directory
     path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc-per-node={nproc}", *target, "train", str(ROOT / "recipes/toy2d.toml"),
-         "--no-progress", *args], capture_output=True, text=True, cwd=out, timeout=240,
-        env={**os.environ, "PYTHONPATH": path})
+    return ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+             f"--nproc-per-node={nproc}", *target, "train", str(ROOT / "recipes/toy2d.toml"),
+             "--no-progress", *args], {**os.environ, "PYTHONPATH": path})
+
+
+def _torchrun(out, name, *extra, **options):
+    command, env = _torchrun_command(out, name, *extra, **options)
+    return subprocess.run(command, capture_output=True, text=True, cwd=out, timeout=240, env=env)
 
 
 def _in_process(out, name, *extra, resume=False):
@@ -201,15 +205,9 @@ def test_a_batch_schedulers_sigterm_stops_both_ranks_at_one_saved_step(tmp_path)
     # checkpoint together, say so, and exit; the run resumes from it on one process
     from difftk.train.checkpoint import load_checkpoint
 
-    args = []
-    for s in _sets(tmp_path, "sig", "train.steps=100000"):
-        args += ["--set", s]
-    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         "-m", "difftk", "train", str(ROOT / "recipes/toy2d.toml"), "--no-progress", *args],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    command, env = _torchrun_command(tmp_path, "sig", "train.steps=100000")
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     first = tmp_path / "sig" / "checkpoints" / "00000003"  # log.checkpoint_every = 3
     deadline = time.time() + 120
     while not first.is_dir() and time.time() < deadline and proc.poll() is None:
@@ -239,3 +237,8 @@ def test_a_failing_rank_zero_keeps_what_it_logged(tmp_path):
     assert res.returncode != 0
     assert "error: rank 0 of 2: the disk of this node is full" in res.stderr
     assert sorted(_losses(tmp_path / "fail0")) == [1, 2, 3, 4]
+    # the loggers were closed before the exit: TensorBoard's hparams record is written then
+    from test_loggers import _hparams
+
+    hparams, metrics = _hparams(tmp_path / "fail0")
+    assert hparams and "loss/train" in metrics
