@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from difftk.cli import app
 from difftk.data.stats import data_statistics
 from difftk.errors import DataError
-from difftk.plugins.datasets import folder as folder_module
+from difftk.data import image_files as image_files_module
 from difftk.plugins.datasets.cifar10 import Cifar10
 from difftk.plugins.datasets.digits import Digits
 from difftk.plugins.datasets.folder import Folder
@@ -205,7 +205,7 @@ def test_folder_classes_centre_crop_and_cache(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(folder_module, "decode_image", refuse)
+    monkeypatch.setattr(image_files_module, "decode_image", refuse)
     again, labels2, _ = spec.decoded()
     assert np.array_equal(again, images) and np.array_equal(labels2, labels)
     b = spec.load()

@@ -46,6 +46,11 @@ class DataError(DifftkError):
     """A data path that is missing or a file that is malformed."""
 
 
+class DataUnavailable(DataError):
+    """The data set could not be read during training (a shard or file gone or damaged):
+    the run stops with a checkpoint, to resume once the data is back."""
+
+
 class TrainingDivergedError(DifftkError):
     """The loss or the gradients became non-finite."""
 

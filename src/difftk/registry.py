@@ -66,6 +66,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.datasets.idx",
     "difftk.plugins.datasets.npz",
     "difftk.plugins.datasets.folder",
+    "difftk.plugins.datasets.packed",
     "difftk.plugins.datasets.cifar10",
     "difftk.plugins.datasets.hf_datasets",
 )

@@ -12,8 +12,11 @@ how many processes ran it, and a checkpoint resumes exactly on any number of the
 Two pipelines share that plan:
 - ``BatchStream``: the whole training set is one tensor on the training device and a
   batch is one index gather (no per-sample Python);
-- ``LoaderStream``: for sets too large for the device, a DataLoader whose workers gather
-  whole batches on the host into pinned memory, copied to the device asynchronously.
+- ``LoaderStream``: for sets too large for the device or for memory, a DataLoader whose
+  workers gather whole batches on the host into pinned memory, copied to the device
+  asynchronously. A set read from storage (``Items``: packed shards, image files) is read
+  there, only this process's slice of each batch, as stored (uint8 pixels), and scaled to
+  float on the training device: no process holds the set, or a float copy of it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from difftk.data.dataset import DataBundle
-from difftk.errors import DifftkError
+from difftk.data.items import Items, is_lazy
+from difftk.errors import DataError, DataUnavailable, DifftkError
 
 # Below this share of free GPU memory, "auto" keeps the training set on the device.
 DEVICE_SHARE = 0.25
@@ -66,11 +70,12 @@ class BatchPlan:
         return torch.rand(self.batch_size, generator=gen) < 0.5
 
 
-def gather(data: Tensor, labels: Tensor | None, plan: BatchPlan, k: int,
+def gather(data: Tensor | Items, labels: Tensor | None, plan: BatchPlan, k: int,
            part: slice = slice(None)) -> tuple[Tensor, Tensor | None]:
-    """The ``part`` of batch k of (data, labels), flipped where the plan says, on data's device."""
+    """The ``part`` of batch k of (data, labels), flipped where the plan says, on data's device
+    (for ``Items``: as stored, on the CPU; ``Items.scale`` makes training values of it)."""
     idx = plan.indices(k)[part].to(data.device)
-    x = data[idx]
+    x = data.read(idx.numpy()) if is_lazy(data) else data[idx]
     mask = plan.flips(k)
     if mask is not None:
         mask = mask[part].to(data.device).view(-1, *[1] * (x.dim() - 1))
@@ -100,7 +105,7 @@ class BatchStream:
     """The training set as one tensor; this process's slice of batch k is one index gather
     on its device. ``batch_size`` is the global batch."""
 
-    def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
+    def __init__(self, data: Tensor | Items, labels: Tensor | None, batch_size: int, seed: int,
                  hflip: bool = False, part: int = 0, parts: int = 1):
         self.data, self.labels = data, labels
         self.plan = BatchPlan(data.shape[0], batch_size, seed, hflip)
@@ -123,6 +128,11 @@ class BatchStream:
         pass
 
 
+class _ReadFailure:
+    def __init__(self, message: str):
+        self.message = message
+
+
 class _PlannedBatches(TorchDataset):
     """Map-style dataset whose item k is batch k (a worker gathers it whole)."""
 
@@ -130,17 +140,22 @@ class _PlannedBatches(TorchDataset):
         self.data, self.labels, self.plan, self.part = data, labels, plan, part
 
     def __getitem__(self, k: int):
-        return gather(self.data, self.labels, self.plan, k, self.part)
+        try:
+            return gather(self.data, self.labels, self.plan, k, self.part)
+        except DataError as exc:  # returned, not raised: the worker's traceback is not the news
+            return _ReadFailure(str(exc)), None
 
 
 class LoaderStream(BatchStream):
     """The same batches as BatchStream, gathered on the host by DataLoader workers into
-    pinned memory and copied to the device without blocking."""
+    pinned memory and copied to the device without blocking (``data``: a tensor, or
+    ``Items`` read by the workers and scaled on the device)."""
 
-    def __init__(self, data: Tensor, labels: Tensor | None, batch_size: int, seed: int,
+    def __init__(self, data: Tensor | Items, labels: Tensor | None, batch_size: int, seed: int,
                  device: torch.device, hflip: bool = False, workers: int = 2, part: int = 0,
                  parts: int = 1):
-        super().__init__(data.cpu(), labels.cpu() if labels is not None else None, batch_size,
+        super().__init__(data if is_lazy(data) else data.cpu(),
+                         labels.cpu() if labels is not None else None, batch_size,
                          seed, hflip, part, parts)
         self.device, self.workers = torch.device(device), workers
         self._iter = None
@@ -157,9 +172,14 @@ class LoaderStream(BatchStream):
         if self._iter is None:
             self._iter = self._start()
         x, y = next(self._iter)
+        if isinstance(x, _ReadFailure):  # a worker's read failed: the shard or file is named
+            self.close()
+            raise DataUnavailable(f"{x.message} (reading batch {self.drawn} of the run)")
         self.drawn += 1
-        return (x.to(self.device, non_blocking=True),
-                y.to(self.device, non_blocking=True) if y is not None else None)
+        x = x.to(self.device, non_blocking=True)
+        if is_lazy(self.data):
+            x = self.data.scale(x)
+        return x, y.to(self.device, non_blocking=True) if y is not None else None
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         self.close()  # restart the workers at the restored position
@@ -177,6 +197,8 @@ def use_loader(bundle: DataBundle, device: torch.device) -> bool:
     the cheaper path; on a GPU it is kept there when it takes under a quarter of the free
     memory.
     """
+    if is_lazy(bundle.train):
+        return True  # read from storage: never copied whole to a device
     if bundle.pipeline != "auto":
         return bundle.pipeline == "loader"
     if device.type != "cuda":

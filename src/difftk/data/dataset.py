@@ -1,5 +1,7 @@
-"""Data sets: a params model whose ``load`` returns tensors in memory.
+"""Data sets: a params model whose ``load`` returns a bundle of two random-access splits.
 
+Each split is a float tensor in memory (the fast path for sets that fit) or ``Items`` read
+from storage by index (data/items.py: packed shards, image files, a Hugging Face set).
 Images are [N, C, H, W], by default scaled to [-1, 1]; vectors are [N, D]. A data set
 always provides a held-out split for validation loss and sample metrics. The bundle
 also says how batches are to be drawn (horizontal flips, which input pipeline).
@@ -15,14 +17,15 @@ import torch
 from torch import Tensor
 
 from difftk.component import Component
+from difftk.data.items import Items, is_lazy
 from difftk.data.stats import DataStats, data_statistics
 from difftk.errors import DataError
 
 
 @dataclass
 class DataBundle:
-    train: Tensor
-    heldout: Tensor
+    train: Tensor | Items  # [N, ...]: a tensor in memory, or items read by index
+    heldout: Tensor | Items
     train_labels: Tensor | None = None
     heldout_labels: Tensor | None = None
     num_classes: int = 0
@@ -32,6 +35,7 @@ class DataBundle:
     pipeline: Literal["auto", "memory", "loader"] = "auto"
     workers: int = 2  # DataLoader workers when the loader pipeline is used
     source: str = ""  # the file or folder the data came from, for messages
+    known_stats: DataStats | None = None  # the training split's, when stored beside the set
 
     def __post_init__(self):
         # Every data set, a plugin's too, is checked here: an empty split or a NaN would
@@ -45,7 +49,10 @@ class DataBundle:
 
     @functools.cached_property
     def stats(self) -> DataStats:
-        """Statistics of the training split (float64, chunked)."""
+        """Statistics of the training split: as stored beside the set (a pack's manifest), or
+        streamed over it in float64 chunks."""
+        if self.known_stats is not None:
+            return self.known_stats
         return data_statistics(self.train)
 
     @property
@@ -55,11 +62,12 @@ class DataBundle:
         return self.stats.std
 
 
-def refuse_unusable(x: Tensor, where: str, chunk: int = 4096) -> None:
-    """A DataError unless x [N, ...] holds at least one item of at least one value, all finite."""
+def refuse_unusable(x, where: str, chunk: int = 4096) -> None:
+    """A DataError unless x [N, ...] holds at least one item of at least one value, all finite
+    (a set read from storage is checked for shape only: scanning it would read it whole)."""
     if x.dim() < 2 or 0 in x.shape:
         raise DataError(f"{where} has shape {list(x.shape)}: no values to train on")
-    if not x.is_floating_point():
+    if not x.is_floating_point() or is_lazy(x):
         return
     nan = inf = items = 0
     for start in range(0, x.shape[0], chunk):  # chunks: no mask the size of the data set

@@ -18,15 +18,17 @@ import torch
 from pydantic import Field
 
 from difftk.data.dataset import DataBundle, Dataset
+from difftk.data.items import ArrayItems, Items, PixelScaling
 from difftk.data.split import heldout_split
 from difftk.errors import DataError
 
 
 @dataclass
 class Decoded:
-    """Raw pixels as a loader read them: images [N, C, H, W], labels [N] or None."""
+    """Raw pixels as a loader read them: images [N, C, H, W] (an array, or ``Items`` that
+    decode on reading), labels [N] or None."""
 
-    images: np.ndarray
+    images: np.ndarray | Items
     labels: np.ndarray | None
     source: str  # file or directory, for messages
 
@@ -35,9 +37,33 @@ class Decoded:
             raise DataError(f"{self.source}: holds {len(self.labels)} labels for "
                             f"{len(self.images)} images")
 
+    @property
+    def items(self) -> Items:
+        if isinstance(self.images, Items):
+            return self.images
+        if self.images.ndim != 4 or 0 in self.images.shape:
+            raise DataError(f"{self.source}: holds an array of shape {self.images.shape}, "
+                            f"not images [N, C, H, W]")
+        return ArrayItems(self.images, self.source)
+
+
+@dataclass
+class RawImages:
+    """What an image data set decoded: its splits before scaling, split and limit."""
+
+    train: Decoded
+    test: Decoded | None = None
+    white: float = 255.0
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+
 
 class ImageDataset(Dataset):
-    """Base of image data sets: scaling, split, flips and pipeline parameters."""
+    """Base of image data sets: scaling, split, flips and pipeline parameters.
+
+    A subclass decodes its files in ``decode`` (arrays in memory, or ``Items`` that read
+    lazily); ``load`` applies the parameters below the same way to every format, and keeps a
+    set that lives on disk there unless it is small (``pipeline``, ``memory_limit``)."""
 
     mean: list[float] = Field([0.5], min_length=1, description=(
         "per-channel mean subtracted from pixels in [0, 1] (one value, or one per channel); "
@@ -51,60 +77,83 @@ class ImageDataset(Dataset):
     split_seed: int = Field(0, description="seed of the train / held-out permutation")
     limit: int | None = Field(None, ge=1, description="use only this many training images")
     pipeline: Literal["auto", "memory", "loader"] = Field("auto", description=(
-        "memory: one tensor on the device, batches by index; loader: a DataLoader with "
-        "workers and pinned memory; auto: memory when it fits"))
+        "memory: the whole set decoded into one tensor, batches by index; loader: items read "
+        "from storage by DataLoader workers, only the batch's (pinned memory on a GPU); "
+        "auto: memory when it fits (under memory_limit for a set on disk)"))
     workers: int = Field(2, ge=0, description="DataLoader worker processes (loader pipeline)")
+    memory_limit: float = Field(2.0, ge=0, description=(
+        "auto: a set read from disk (packed shards, image files) is decoded into memory when "
+        "its float32 copy takes at most this many GiB; larger sets are read lazily"))
 
-    def _scale(self, images: np.ndarray, white: float, source: str) -> torch.Tensor:
-        channels = images.shape[1]
+    def decode(self) -> RawImages:
+        raise NotImplementedError
+
+    def load(self) -> DataBundle:
+        return self.bundle(self.decode())
+
+    def scaling(self, white: float, channels: int, source: str) -> PixelScaling:
         if any(s <= 0 for s in self.std):
             raise DataError(f"{source}: data.std must be positive (got {self.std})")
         for name, values in (("mean", self.mean), ("std", self.std)):
             if len(values) not in (1, channels):
                 raise DataError(f"{source}: data.{name} has {len(values)} values but the images "
                                 f"have {channels} channel{'s' * (channels > 1)}")
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        x = torch.from_numpy(np.ascontiguousarray(images)).float()
-        return x.div_(white).sub_(mean).div_(std)
+        return PixelScaling(float(white), tuple(self.mean), tuple(self.std))
 
-    def bundle(self, train: Decoded, test: Decoded | None = None, white: float = 255.0,
-               num_classes: int | None = None, class_names: list[str] | None = None
-               ) -> DataBundle:
+    def keep_lazy(self, items: Items) -> bool:
+        """Whether the training split stays on storage (else it is decoded into memory)."""
+        if isinstance(items, ArrayItems) or self.pipeline == "memory":
+            return False  # already in memory: today's float tensor
+        if self.pipeline == "loader":
+            return True
+        return len(items) * int(np.prod(items.item_shape)) * 4 > self.memory_limit * 2**30
+
+    def bundle(self, raw: RawImages) -> DataBundle:
         """Split, limit and scale decoded pixels into a DataBundle."""
-        images, labels = train.images, train.labels
-        if images.ndim != 4 or 0 in images.shape:
-            raise DataError(f"{train.source}: holds an array of shape {images.shape}, "
-                            f"not images [N, C, H, W]")
-        if self.heldout is None and test is not None:
-            held_images, held_labels = test.images, test.labels
-            if held_images.shape[1:] != images.shape[1:]:
-                raise DataError(f"{test.source}: images of shape {held_images.shape[1:]} do "
-                                f"not match the training images {images.shape[1:]}")
-        else:
-            keep, out = heldout_split(images.shape[0], self.heldout, self.split_seed,
-                                      train.source)
-            held_images = images[out]
-            held_labels = labels[out] if labels is not None else None
-            images = images[keep]
-            labels = labels[keep] if labels is not None else None
-        if self.limit is not None:
-            images = images[: self.limit]
-            labels = labels[: self.limit] if labels is not None else None
+        train, test = raw.train, raw.test
+        items, labels = train.items, train.labels
         source = train.source
+        if self.heldout is None and test is not None:
+            held_items, held_labels = test.items, test.labels
+            if held_items.item_shape != items.item_shape:
+                raise DataError(f"{test.source}: images of shape {held_items.item_shape} do "
+                                f"not match the training images {items.item_shape}")
+        else:
+            keep, out = heldout_split(len(items), self.heldout, self.split_seed, source)
+            held_items = items.subset(out)
+            held_labels = labels[out] if labels is not None else None
+            items = items.subset(keep)
+            labels = labels[keep] if labels is not None else None
+        if self.limit is not None and self.limit < len(items):
+            items = items.subset(np.arange(self.limit))
+            labels = labels[: self.limit] if labels is not None else None
+        scaling = self.scaling(raw.white, items.item_shape[0], source)
+        lazy = self.keep_lazy(raw.train.items)
+        x_train = scaled(items, scaling, lazy)
+        x_held = scaled(held_items, scaling, lazy)
         y = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
         y_held = torch.from_numpy(held_labels.astype(np.int64)) if held_labels is not None \
             else None
+        num_classes = raw.num_classes
         if num_classes is None:
-            num_classes = 1 + max(int(t.max()) for t in (y, y_held) if t is not None) \
+            num_classes = 1 + max(int(t.max()) for t in (y, y_held) if t is not None and len(t)) \
                 if y is not None else 0
         return DataBundle(
-            source=source, train=self._scale(images, white, source),
-            heldout=self._scale(held_images, white, source),
+            source=source, train=x_train, heldout=x_held,
             train_labels=y, heldout_labels=y_held if y is not None else None,
             num_classes=num_classes if y is not None else 0, kind="image",
-            class_names=list(class_names or []), hflip=self.hflip,
+            class_names=list(raw.class_names or []), hflip=self.hflip,
             pipeline=self.pipeline, workers=self.workers)
+
+
+def scaled(items: Items, scaling: PixelScaling, lazy: bool):
+    """The split as training values: ``items`` with its scaling attached (read per batch), or
+    one float tensor decoded and scaled now."""
+    if lazy:
+        view = items.subset(np.arange(len(items)))
+        view.scaling = scaling
+        return view
+    return scaling(items.read(np.arange(len(items))))
 
 
 def channels_first(array: np.ndarray, channels: Literal["auto", "first", "last"],

@@ -26,7 +26,7 @@ class DataStats:
     channel_std: tuple[float, ...]
 
 
-def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Chan et al.'s pairwise update of (count, mean, sum of squared deviations)."""
     n = n_a + n_b
     delta = mean_b - mean_a
@@ -35,8 +35,32 @@ def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean, m2
 
 
-def data_statistics(x: Tensor, chunk: int = 2048) -> DataStats:
-    """Statistics of x [N, C, ...] (images) or [N, D] (vectors: one 'channel' per coordinate)."""
+def unmerge_moments(n, mean, m2, n_b, mean_b, m2_b):
+    """The inverse of merge_moments: the moments of a set with the part b taken out (exact:
+    the training split's statistics from the whole pack's minus its held-out items')."""
+    n_a = n - n_b
+    mean_a = (n * mean - n_b * mean_b) / n_a
+    delta = mean_b - mean_a
+    m2_a = m2 - m2_b - delta**2 * (n_a * n_b / n)
+    return n_a, mean_a, m2_a
+
+
+def stats_from_moments(n: int, mean, m2, lo: float, hi: float) -> DataStats:
+    """DataStats from per-channel (count, mean [C], m2 [C]) in float64."""
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    m2 = torch.as_tensor(m2, dtype=torch.float64)
+    tot_n, tot_mean, tot_m2 = n, mean[0], m2[0]
+    for c in range(1, mean.shape[0]):
+        tot_n, tot_mean, tot_m2 = merge_moments(tot_n, tot_mean, tot_m2, n, mean[c], m2[c])
+    std = float(torch.sqrt(torch.clamp(tot_m2, min=0) / max(tot_n - 1, 1)))
+    channel_std = torch.sqrt(torch.clamp(m2, min=0) / max(n - 1, 1))
+    return DataStats(count=n, minimum=lo, maximum=hi, mean=float(tot_mean), std=std,
+                     channel_mean=tuple(mean.tolist()), channel_std=tuple(channel_std.tolist()))
+
+
+def data_moments(x, chunk: int = 2048):
+    """Per-channel (count, mean, m2, min, max) of x [N, C, ...] or [N, D], a tensor or an
+    ``Items`` (read in chunks: nothing the size of the set is held)."""
     if x.shape[0] == 0:
         raise ValueError("no data")
     channels = x.shape[1] if x.dim() > 1 else 1
@@ -50,13 +74,13 @@ def data_statistics(x: Tensor, chunk: int = 2048) -> DataStats:
         nb = part.shape[1]
         mean_b = part.mean(1)
         m2_b = ((part - mean_b[:, None]) ** 2).sum(1)
-        n, mean, m2 = (nb, mean_b, m2_b) if n == 0 else _merge(n, mean, m2, nb, mean_b, m2_b)
+        n, mean, m2 = (nb, mean_b, m2_b) if n == 0 else merge_moments(n, mean, m2, nb, mean_b, m2_b)
         lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-    # All channels together: merge the per-channel moments.
-    tot_n, tot_mean, tot_m2 = n, mean[0], m2[0]
-    for c in range(1, channels):
-        tot_n, tot_mean, tot_m2 = _merge(tot_n, tot_mean, tot_m2, n, mean[c], m2[c])
-    std = float(torch.sqrt(tot_m2 / max(tot_n - 1, 1)))
-    channel_std = torch.sqrt(m2 / max(n - 1, 1))
-    return DataStats(count=n, minimum=lo, maximum=hi, mean=float(tot_mean), std=std,
-                     channel_mean=tuple(mean.tolist()), channel_std=tuple(channel_std.tolist()))
+    return n, mean, m2, lo, hi
+
+
+def data_statistics(x: Tensor, chunk: int = 2048) -> DataStats:
+    """Statistics of x [N, C, ...] (images) or [N, D] (vectors: one 'channel' per coordinate);
+    x may be an ``Items`` (data/items.py), read in chunks."""
+    return stats_from_moments(*data_moments(x, chunk))
+

@@ -16,6 +16,7 @@ import torch
 
 from difftk.analysis.run_figures import log_run_figures
 from difftk.data.batches import batch_stream, split_batch
+from difftk.errors import DataUnavailable
 from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
@@ -218,7 +219,7 @@ class Trainer:
                                every=self.recipe.log.every,
                                batch_size=self.recipe.train.batch_size) as bar:
             while self.step < cadence.steps:
-                x0, labels = self.batches.next()
+                x0, labels = self._next_batch()
                 result = self.train_step(x0, labels)
                 window.add(result)  # skipped steps add nothing
                 flushed = self._periodic(cadence, window)
@@ -234,6 +235,18 @@ class Trainer:
         path = self.write_samples("final")
         self.logger.close()
         return path
+
+    def _next_batch(self):
+        """This process's slice of the next batch; a data set that can no longer be read
+        (a shard or file gone mid-run) stops the run with a checkpoint to resume from."""
+        try:
+            return self.batches.next()
+        except DataUnavailable as exc:
+            path = self.save()
+            saved = f"saved checkpoint {path}" if path is not None else "rank 0 saved a checkpoint"
+            raise DataUnavailable(f"{exc}; training stopped after step {self.step} and {saved}; "
+                                  "run the same command with --resume once the data can be read "
+                                  "again") from None
 
     def _periodic(self, cadence: Cadence, window: MetricWindow) -> float | None:
         """Run what falls due after this step; the mean loss of a flushed window, if any."""

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset
+from difftk.data.images import Decoded, ImageDataset, RawImages
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 
@@ -86,7 +85,7 @@ class Cifar10(ImageDataset):
             raise DataError(f"{path / missing[0]}: no such file{HINT}")
         return path
 
-    def load(self) -> DataBundle:
+    def decode(self) -> RawImages:
         root = self.directory()
         train = decode_batches([root / f for f in TRAIN_FILES])
         test = None
@@ -100,7 +99,7 @@ class Cifar10(ImageDataset):
             meta = read_batch(root / "batches.meta").get("label_names")
             if isinstance(meta, list):
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta]
-        return self.bundle(train, test, white=255.0, num_classes=10, class_names=names)
+        return RawImages(train, test, white=255.0, num_classes=10, class_names=names)
 
 
 @hookimpl

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset
+from difftk.data.images import Decoded, ImageDataset, RawImages
 from difftk.hookspecs import hookimpl
 
 
@@ -15,14 +14,14 @@ class Digits(ImageDataset):
     name = "digits"
     heldout: int = Field(297, ge=1, lt=1797, description="images held out (fixed split)")
 
-    def load(self) -> DataBundle:
+    def decode(self) -> RawImages:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
         # Pixel values are counts 0..16 (the UCI data's 4x4-block sums), so white is 16.
         decoded = Decoded(bunch.images[:, None], bunch.target, "sklearn.datasets.load_digits")
-        return self.bundle(decoded, white=16.0, num_classes=10,
-                           class_names=[str(d) for d in range(10)])
+        return RawImages(decoded, white=16.0, num_classes=10,
+                         class_names=[str(d) for d in range(10)])
 
 
 @hookimpl

@@ -1,10 +1,12 @@
-"""A directory of PNG / JPEG images, one sub-folder per class, decoded once and cached.
+"""A folder of PNG / JPEG images (one sub-folder per class, or EDM's dataset.json labels) or
+an EDM / EDM2 ``dataset_tool.py`` zip: read lazily, or decoded once and cached when small.
 
-Images are converted to RGB (or greyscale), scaled so the shorter side equals the
-resolution and centre-cropped (improved-diffusion's ``center_crop_arr``: halve with a
-box filter while the image is at least twice the target, then bicubic), or stretched.
-The decoded uint8 array is cached as an .npz keyed by every file's path, size and
+A set whose float32 copy fits ``memory_limit`` (and ``pipeline = "memory"``) is decoded once
+into memory, and the uint8 array is cached as an .npz keyed by every file's path, size and
 modification time and by the decoding parameters, so a second run does not decode again.
+A larger set (or ``pipeline = "loader"``) stays on disk: DataLoader workers decode just
+the images of each batch (data/image_files.py has the decoding rules). For large sets,
+``difftk data pack`` once and train on the shards: decoding is then done.
 """
 
 from __future__ import annotations
@@ -12,20 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset
-from difftk.errors import DataError
+from difftk.data.image_files import ImageFileItems, list_images
+from difftk.data.images import Decoded, ImageDataset, RawImages
 from difftk.hookspecs import hookimpl
 
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -33,101 +32,52 @@ def default_cache_dir() -> Path:
     return Path(base) / "difftk" / "folder"
 
 
-def list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    """Image files under root with their class index: sub-folders are classes (sorted),
-    images directly in root make an unlabelled set; both at once is refused."""
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory")
-
-    def images_in(d: Path) -> list[Path]:
-        return sorted(p for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-
-    loose = sorted(p for p in root.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and images_in(d))
-    if loose and classes:
-        raise DataError(f"{root}: holds images both directly ({loose[0].name}, ...) and in "
-                        f"class sub-folders ({', '.join(classes[:3])}); use one layout")
-    if loose:
-        return loose, [-1] * len(loose), []
-    files, labels = [], []
-    for index, name in enumerate(classes):
-        found = images_in(root / name)
-        files += found
-        labels += [index] * len(found)
-    if not files:
-        raise DataError(f"{root}: holds no PNG or JPEG images")
-    return files, labels, classes
-
-
-def decode_image(path: Path, resolution: int, center_crop: bool, channels: int) -> np.ndarray:
-    """One file as uint8 [C, R, R]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                img = img.convert("RGB" if channels == 3 else "L")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels, which "
-                        "would exhaust memory (a decompression bomb or a damaged header); "
-                        "remove or resize it") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as exc:
-        raise DataError(f"{path}: is not a readable PNG or JPEG image ({exc})") from None
-    if center_crop:
-        while min(img.size) >= 2 * resolution:
-            img = img.resize(tuple(s // 2 for s in img.size), resample=Image.Resampling.BOX)
-        scale = resolution / min(img.size)
-        img = img.resize(tuple(max(resolution, round(s * scale)) for s in img.size),
-                         resample=Image.Resampling.BICUBIC)
-        left, top = (img.size[0] - resolution) // 2, (img.size[1] - resolution) // 2
-        img = img.crop((left, top, left + resolution, top + resolution))
-    else:
-        img = img.resize((resolution, resolution), resample=Image.Resampling.BICUBIC)
-    array = np.asarray(img, dtype=np.uint8)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-
 class Folder(ImageDataset):
-    """A directory of PNG/JPEG images (sub-folders as classes), resized and centre-cropped."""
+    """A folder of PNG/JPEG images (sub-folders as classes) or an EDM dataset zip."""
 
     name = "folder"
-    path: str = Field(description="directory of images, or of one sub-folder per class")
-    resolution: int = Field(32, ge=4, description="side of the square images, in pixels")
+    path: str = Field(description="directory of images (or of one sub-folder per class), or an "
+                      "EDM / EDM2 dataset_tool.py .zip")
+    resolution: int | None = Field(None, ge=4, description=(
+        "side of the square images, in pixels; default: the images' own size (they must all "
+        "share it)"))
     center_crop: bool = Field(True, description=(
         "scale the shorter side to the resolution and crop the centre; false: stretch"))
     channels: Literal[1, 3] = Field(3, description="3: RGB, 1: greyscale")
-    cache: bool = Field(True, description="keep the decoded array in cache_dir for later runs")
+    cache: bool = Field(True, description="keep the decoded array in cache_dir for later runs "
+                        "(sets decoded into memory)")
     cache_dir: str | None = Field(None, description=(
         "where decoded arrays are cached; default $XDG_CACHE_HOME/difftk/folder"))
 
-    def _cache_file(self, root: Path, files: list[Path]) -> Path:
-        key = {"version": CACHE_VERSION, "root": str(root.resolve()),
-               "resolution": self.resolution, "center_crop": self.center_crop,
-               "channels": self.channels,
-               "files": [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
-                         for f in files]}
+    def items(self) -> tuple[ImageFileItems, np.ndarray | None, list[str]]:
+        """(the images as lazily decoded items, labels or None, class names)."""
+        root = Path(self.path).expanduser()
+        listing = list_images(root)
+        items = ImageFileItems(root, listing.names, self.resolution, self.center_crop,
+                               self.channels)
+        labels = np.asarray(listing.labels, dtype=np.int64) if listing.labelled else None
+        return items, labels, listing.classes
+
+    def _cache_file(self, items: ImageFileItems) -> Path:
+        key = {"version": CACHE_VERSION, "root": str(items.root.resolve()),
+               "digest": items.digest()}
         digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
         base = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-        return base / f"{root.name or 'images'}-{digest}.npz"
+        return base / f"{items.root.name or 'images'}-{digest}.npz"
 
     def decoded(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(uint8 images [N, C, R, R], labels [N] (-1: none), class names), from the cache
-        when the files and parameters are unchanged."""
-        root = Path(self.path).expanduser()
-        files, labels, classes = list_images(root)
-        cache = self._cache_file(root, files) if self.cache else None
+        """(uint8 images [N, C, R, R], labels [N] (-1: none), class names) decoded whole, from
+        the cache when the files and parameters are unchanged."""
+        items, labels, classes = self.items()
+        label_array = labels if labels is not None else np.full(len(items), -1, np.int64)
+        cache = self._cache_file(items) if self.cache else None
         if cache is not None and cache.is_file():
             try:
                 with np.load(cache, allow_pickle=False) as z:
                     return z["images"], z["labels"], [str(c) for c in z["classes"]]
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt below
-        images = np.stack([decode_image(f, self.resolution, self.center_crop, self.channels)
-                           for f in files])
-        label_array = np.asarray(labels, dtype=np.int64)
+        images = items.read(np.arange(len(items))).numpy()
         if cache is not None:
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
@@ -139,11 +89,15 @@ class Folder(ImageDataset):
                 pass  # an unwritable cache only costs decoding again next time
         return images, label_array, classes
 
-    def load(self) -> DataBundle:
-        images, labels, classes = self.decoded()
-        decoded = Decoded(images, labels if classes else None, self.path)
-        return self.bundle(decoded, None, white=255.0,
-                           num_classes=len(classes) if classes else None, class_names=classes)
+    def decode(self) -> RawImages:
+        items, labels, classes = self.items()
+        if self.keep_lazy(items):
+            decoded = Decoded(items, labels, self.path)
+        else:
+            images, all_labels, classes = self.decoded()
+            decoded = Decoded(images, all_labels if classes else None, self.path)
+        return RawImages(decoded, None, white=255.0,
+                         num_classes=len(classes) if classes else None, class_names=classes)
 
 
 @hookimpl

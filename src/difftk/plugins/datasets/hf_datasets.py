@@ -18,12 +18,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset, channels_first
+from difftk.data.image_files import decode_image
+from difftk.data.images import Decoded, ImageDataset, RawImages, channels_first
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 from difftk.optional_package import OptionalPackage
-from difftk.plugins.datasets.folder import decode_image
 
 HELDOUT_SPLITS = ("test", "validation", "valid", "val")
 IMAGE_COLUMNS = ("image", "img", "pixel_values", "images")
@@ -127,7 +126,7 @@ class HfDatasets(ImageDataset):
                                 "square; set data.resolution")
             return img.size[0], self.center_crop
 
-    def load(self) -> DataBundle:
+    def decode(self) -> RawImages:
         loaded = self._open()
         splits: dict[str, Any] = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
         if self.split not in splits:
@@ -144,7 +143,7 @@ class HfDatasets(ImageDataset):
         feature = table.features.get(label) if label is not None else None
         if feature is not None and hasattr(feature, "names"):
             names = list(feature.names)
-        return self.bundle(train, test, white=white, num_classes=len(names) or None,
+        return RawImages(train, test, white=white, num_classes=len(names) or None,
                            class_names=names)
 
 

@@ -18,8 +18,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset
+from difftk.data.images import Decoded, ImageDataset, RawImages
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 
@@ -121,12 +120,12 @@ class Idx(ImageDataset):
     def class_names(self) -> list[str]:
         return []
 
-    def load(self) -> DataBundle:
+    def decode(self) -> RawImages:
         train_path, test_path = self._files()
         train = _decode(train_path)
         test = _decode(test_path) if test_path is not None and self.heldout is None else None
         white = 255.0 if np.issubdtype(train.images.dtype, np.integer) else 1.0
-        return self.bundle(train, test, white=white, class_names=self.class_names())
+        return RawImages(train, test, white=white, class_names=self.class_names())
 
 
 class FashionMNIST(Idx):

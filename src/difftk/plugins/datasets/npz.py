@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset, channels_first
+from difftk.data.images import Decoded, ImageDataset, RawImages, channels_first
 from difftk.data.split import heldout_split
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
@@ -121,9 +121,16 @@ class Npz(ImageDataset):
 
     def load(self) -> DataBundle:
         images, source = _array(Path(self.path).expanduser(), self.images_key, "images_key")
+        if images.ndim == 2 and self.shape is None:
+            return self._vectors(images, source, self._resolve(self.labels, "labels"))
+        return self.bundle(self.decode())
+
+    def decode(self) -> RawImages:
+        images, source = _array(Path(self.path).expanduser(), self.images_key, "images_key")
         labels = self._resolve(self.labels, "labels")
         if images.ndim == 2 and self.shape is None:
-            return self._vectors(images, source, labels)
+            raise DataError(f"{source}: holds vectors [N, D], not images; set data.shape to "
+                            "read them as images")
         train = Decoded(self._items(images, source), _flat_labels(labels), source)
         test = None
         held = self._resolve(self.heldout_images, "heldout_images")
@@ -135,7 +142,7 @@ class Npz(ImageDataset):
             floats = images.dtype.kind == "f"
             white = 1.0 if floats and float(images.min()) >= 0 and float(images.max()) <= 1 \
                 else 255.0
-        return self.bundle(train, test, white=white)
+        return RawImages(train, test, white=white)
 
     def _vectors(self, x: np.ndarray, source: str, labels) -> DataBundle:
         """[N, D] arrays: points, not pixels, so no scaling and no flips."""
