@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -122,29 +123,59 @@ def file_sha256(path: Path, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def open_shard(path: Path, dtype: np.dtype, item_shape: tuple[int, ...], count: int) -> np.ndarray:
-    """A shard memory-mapped read-only, refused with its name when it is missing, truncated
-    or does not hold what the manifest says."""
+@dataclass
+class Shard:
+    """An open shard: its file descriptor and where its items start."""
+
+    path: Path
+    fd: int
+    offset: int  # bytes before item 0 (the .npy header)
+    count: int
+
+
+def open_shard(path: Path, dtype: np.dtype, item_shape: tuple[int, ...], count: int) -> Shard:
+    """A shard opened for reading, refused with its name when it is missing, truncated or
+    does not hold what the manifest says."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise DataError(f"{path}: is missing from the packed data set (the manifest lists it)"
                         ) from None
+    except OSError as exc:
+        raise DataError(f"{path}: could not be opened ({exc.strerror})") from None
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, stored = header(f)
+            offset = f.tell()
     except (OSError, ValueError) as exc:
+        os.close(fd)
         raise DataError(f"{path}: is not a readable shard (truncated or damaged: {exc}); pack "
                         "the data set again, or run `difftk data verify` on its folder") from None
-    if array.dtype != dtype or tuple(array.shape) != (count, *item_shape):
-        raise DataError(f"{path}: holds {array.dtype} {list(array.shape)} but the manifest "
-                        f"says {np.dtype(dtype)} {[count, *item_shape]}; the shards and the "
+    if stored != dtype or tuple(shape) != (count, *item_shape) or fortran:
+        os.close(fd)
+        raise DataError(f"{path}: holds {stored} {list(shape)} but the manifest says "
+                        f"{np.dtype(dtype)} {[count, *item_shape]}; the shards and the "
                         "manifest do not belong together")
-    return array
+    size = os.fstat(fd).st_size
+    need = offset + count * int(np.prod(item_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if size < need:
+        os.close(fd)
+        raise DataError(f"{path}: is truncated ({size:,} bytes, its {count} items need "
+                        f"{need:,}); pack the data set again")
+    return Shard(path, fd, offset, count)
 
 
 class PackedItems(Items):
-    """One split of a packed set: items by global index, read from memory-mapped shards.
+    """One split of a packed set: items by global index, read from the shards.
 
-    Shards are opened on first use in each process (DataLoader workers open their own maps
-    after the fork), so pickling one to a worker sends paths, not pages."""
+    Items are read with ``preadv`` straight into the batch's buffer, one call per run of
+    consecutive items: the pages belong to the page cache (a set larger than memory leaves
+    the process's anonymous memory flat), and a shard that is truncated or vanishes under a
+    run gives an error that names it, where a memory map would kill the process with SIGBUS.
+    Shards are opened on first use in each process: a DataLoader worker opens its own."""
 
     def __init__(self, root: Path, manifest: Manifest, split: str,
                  scaling: PixelScaling | None = None):
@@ -158,25 +189,15 @@ class PackedItems(Items):
             raise DataError(f"{root / MANIFEST}: split {split} counts {self.record.count} items "
                             f"but its shards hold {int(self.starts[-1])}")
         self._np_dtype = np.dtype(manifest.dtype)
-        self._maps: list[np.ndarray | None] = [None] * len(self.record.shards)
-        for s in self.record.shards:  # a missing or truncated shard is named now, not mid-run
-            self._check_size(root / s.file, s.count)
-
-    def _check_size(self, path: Path, count: int) -> None:
-        """The file is at least as long as its items (header + count x item bytes)."""
-        need = count * int(np.prod(self.item_shape)) * self._np_dtype.itemsize
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise DataError(f"{path}: is missing from the packed data set (the manifest lists "
-                            "it)") from None
-        if size < need:
-            raise DataError(f"{path}: is truncated ({size:,} bytes, its {count} items need "
-                            f"{need:,}); pack the data set again")
+        self._open: list[Shard | None] = [None] * len(self.record.shards)
+        self._pid = os.getpid()
+        for s in range(len(self.record.shards)):  # a bad shard is named now, not mid-run
+            os.close(self.shard(s).fd)
+        self._open = [None] * len(self._open)
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_maps"] = [None] * len(self._maps)
+        state["_open"] = [None] * len(self._open)
         return state
 
     def __len__(self) -> int:
@@ -186,40 +207,67 @@ class PackedItems(Items):
     def item_shape(self) -> tuple[int, ...]:
         return tuple(self.manifest.item_shape)
 
+    @cached_property
+    def item_bytes(self) -> int:
+        return int(np.prod(self.item_shape, dtype=np.int64)) * self._np_dtype.itemsize
+
     @property
     def stored_dtype(self) -> torch.dtype:
         return torch.from_numpy(np.empty(0, dtype=self._np_dtype)).dtype
 
-    def shard(self, s: int) -> np.ndarray:
-        if self._maps[s] is None:
+    def shard(self, s: int) -> Shard:
+        if self._pid != os.getpid():  # forked: descriptors are shared, offsets are not used,
+            self._open = [None] * len(self._open)  # but a worker keeps its own set
+            self._pid = os.getpid()
+        if self._open[s] is None:
             rec = self.record.shards[s]
-            self._maps[s] = open_shard(self.root / rec.file, self._np_dtype, self.item_shape,
+            self._open[s] = open_shard(self.root / rec.file, self._np_dtype, self.item_shape,
                                        rec.count)
-        return self._maps[s]
+        return self._open[s]
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), *self.item_shape), dtype=self._np_dtype)
-        order = np.argsort(indices, kind="stable")  # each shard read in ascending order
-        ordered = indices[order]
-        shard_of = np.searchsorted(self.starts, ordered, side="right") - 1
-        bounds = np.flatnonzero(np.diff(shard_of)) + 1
-        for group in np.split(np.arange(len(ordered)), bounds):
-            if not len(group):
+        unique, inverse = np.unique(indices, return_inverse=True)
+        out = np.empty((len(unique), *self.item_shape), dtype=self._np_dtype)
+        if len(unique) and (unique[0] < 0 or unique[-1] >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} items")
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        shard_of = np.searchsorted(self.starts, unique, side="right") - 1
+        # runs of consecutive items in one shard: one read each
+        breaks = np.flatnonzero((np.diff(unique) != 1) | (np.diff(shard_of) != 0)) + 1
+        size = self.item_bytes
+        for run in np.split(np.arange(len(unique)), breaks):
+            if not len(run):
                 continue
-            s = int(shard_of[group[0]])
+            first, s = int(run[0]), int(shard_of[run[0]])
+            shard = self.shard(s)
+            start = shard.offset + (int(unique[first]) - int(self.starts[s])) * size
+            want = len(run) * size
+            view = buffer[first * size:first * size + want]
             try:
-                out[order[group]] = self.shard(s)[ordered[group] - self.starts[s]]
-            except OSError as exc:  # a file that went away or a disk error under the map
-                raise DataError(f"{self.root / self.record.shards[s].file}: could not be read "
-                                f"({exc})") from None
-        return torch.from_numpy(out)
+                got = os.preadv(shard.fd, [view], start)
+            except OSError as exc:
+                raise DataError(f"{shard.path}: could not be read ({exc.strerror})") from None
+            if got != want:
+                raise DataError(f"{shard.path}: ended {want - got:,} bytes early (truncated or "
+                                "replaced since the run opened it)")
+        return torch.from_numpy(out[inverse] if len(unique) != len(indices) or
+                                not np.array_equal(unique, indices) else out)
 
     def labels(self) -> np.ndarray | None:
         rec = self.record.labels
         if rec is None:
             return None
-        return np.array(open_shard(self.root / rec.file, np.dtype(np.int64), (), rec.count))
+        try:
+            array = np.load(self.root / rec.file, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{self.root / rec.file}: is missing from the packed data set") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.root / rec.file}: is not a readable label file ({exc})") from None
+        if array.shape != (rec.count,) or array.dtype.kind not in "iu":
+            raise DataError(f"{self.root / rec.file}: holds {array.dtype} {list(array.shape)}, "
+                            f"not the {rec.count} labels the manifest says")
+        return array.astype(np.int64)
 
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps(self.manifest.item_shape).encode())
