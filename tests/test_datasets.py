@@ -13,9 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from difftk.cli import app
+from difftk.data import image_files as image_files_module
 from difftk.data.stats import data_statistics
 from difftk.errors import DataError
-from difftk.data import image_files as image_files_module
 from difftk.plugins.datasets.cifar10 import Cifar10
 from difftk.plugins.datasets.digits import Digits
 from difftk.plugins.datasets.folder import Folder

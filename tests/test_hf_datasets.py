@@ -84,3 +84,17 @@ def test_missing_split_and_column(registry, tmp_path):
         _part(registry, path=str(path), split="validation").load()
     with pytest.raises(DataError, match="no image column"):
         _part(registry, path=str(path), image_column="pixels").load()
+
+
+def test_a_large_set_is_read_by_row_and_equals_the_decoded_one(registry, tmp_path):
+    from difftk.data.items import is_lazy
+
+    pixels, labels = _pixels(30), np.arange(30) % 3
+    path = _save(tmp_path / "hf", pixels, labels)
+    memory = _part(registry, path=str(path), heldout=5).load()
+    lazy = _part(registry, path=str(path), heldout=5, pipeline="loader").load()
+    assert is_lazy(lazy.train) and not is_lazy(memory.train)
+    assert torch.equal(lazy.train[:], memory.train) and torch.equal(lazy.heldout[:], memory.heldout)
+    assert torch.equal(lazy.train_labels, memory.train_labels)
+    index = torch.tensor([7, 2, 2, 19])
+    assert torch.equal(lazy.train[index], memory.train[index])

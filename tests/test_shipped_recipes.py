@@ -32,6 +32,23 @@ def _fake_cifar10(folder):
     return folder
 
 
+def _tiny_pack(folder, side, classes):
+    """12 training and 4 test images of the recipe's size, packed as difftk data pack does."""
+    from difftk.data.items import ArrayItems
+    from difftk.data.pack import finish, pack_split
+    from difftk.data.packed import Manifest
+
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 12), ("test", 4)):
+        images = rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8)
+        labels = rng.integers(0, classes, n)
+        splits[split] = pack_split(ArrayItems(images), labels, folder, split, 8, workers=1)
+    finish(folder, Manifest(item_shape=[3, side, side], dtype="uint8", white=255,
+                            num_classes=classes, splits=splits))
+    return folder
+
+
 def _is_autoencoder(path):
     return "autoencoder" in tomllib.loads((ROOT / path).read_text())
 
@@ -68,6 +85,12 @@ def test_recipe_trains_two_steps(root, tmp_path, path):
         sets.append("sampler.steps=2")
     if recipe.parts["data"].name == "cifar10":
         sets.append(f'data.path="{_fake_cifar10(tmp_path / "cifar")}"')
+        # The GPU-sized U-Nets keep their layout at 16 base channels: writing the checkpoint
+        # of 35-56M parameters (weights, EMA, Adam moments) would cost the suite a minute.
+        sets.append("model.channels=16")
+    if recipe.parts["data"].name == "packed":  # a tiny pack of the recipe's image size
+        side, classes = (64, 1000) if "imagenet64" in path else (32, 10)
+        sets.append(f'data.path="{_tiny_pack(tmp_path / "pack", side, classes)}"')
         # The GPU-sized U-Nets keep their layout at 16 base channels: writing the checkpoint
         # of 35-56M parameters (weights, EMA, Adam moments) would cost the suite a minute.
         sets.append("model.channels=16")

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from difftk.data.image_files import decode_image
 from difftk.data.images import Decoded, ImageDataset, RawImages, channels_first
+from difftk.data.items import Items
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 from difftk.optional_package import OptionalPackage
@@ -92,10 +94,20 @@ class HfDatasets(ImageDataset):
 
     def _decode(self, table, image: str, label: str | None, source: str
                 ) -> tuple[Decoded, float]:
-        """(raw pixels [N, C, H, W] with labels, white value) of one split."""
+        """(raw pixels [N, C, H, W] with labels, white value) of one split: rows read by
+        index from the memory-mapped Arrow table when the set is large (``keep_lazy``)."""
         import datasets
 
         feature = table.features[image]
+        labels = np.asarray(table[label], dtype=np.int64) if label is not None else None
+        rows = HfRows(table, image, self.resolution, self.center_crop, self.channels, source) \
+            if len(table) else None
+        if rows is not None and self.keep_lazy(rows):
+            white = 255.0
+            if not rows.is_image and rows.stored_dtype.is_floating_point:
+                first = rows.read(np.arange(min(len(rows), 256))).numpy()
+                white = 1.0 if first.min() >= 0 and first.max() <= 1 else 255.0
+            return Decoded(rows, labels, source), white
         if isinstance(feature, datasets.Image):
             # Undecoded (bytes or a file path), so decode_image does the reading and
             # resizing exactly as it does for the folder data set.
@@ -150,6 +162,64 @@ class HfDatasets(ImageDataset):
 def _file(cell: dict[str, Any]):
     """An undecoded Image cell as something PIL opens: its bytes, else its file."""
     return io.BytesIO(cell["bytes"]) if cell.get("bytes") else Path(cell["path"])
+
+
+class HfRows(Items):
+    """Rows of an Arrow table (memory-mapped by ``datasets``), decoded when read: an Image
+    cell as the ``folder`` set decodes a file, an array cell as ``npz`` reads arrays."""
+
+    def __init__(self, table, column: str, resolution: int | None, center_crop: bool,
+                 channels: int, source: str):
+        import datasets
+
+        self.is_image = isinstance(table.features[column], datasets.Image)
+        table = table.select_columns([column])
+        if self.is_image:
+            table = table.cast_column(column, datasets.Image(decode=False))
+        else:
+            table = table.with_format("numpy")
+        self.table, self.column = table, column
+        self.resolution, self.center_crop, self.channels = resolution, center_crop, channels
+        self.source = source
+        first = self._decode([0])[0]
+        self._shape = tuple(first.shape)
+        self._dtype = first.dtype
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def stored_dtype(self):
+        return torch.from_numpy(np.empty(0, dtype=self._dtype)).dtype
+
+    def _decode(self, rows: list[int]) -> list[np.ndarray]:
+        cells = self.table[rows][self.column]
+        if self.is_image:
+            return [decode_image(_file(c), self.resolution, self.center_crop, self.channels,
+                                 name=f"{self.source} row {r}") for r, c in zip(rows, cells,
+                                                                                strict=True)]
+        array = channels_first(np.asarray(cells), "auto", self.source)
+        return list(array)
+
+    def read(self, indices: np.ndarray):
+        rows = [int(i) for i in np.asarray(indices, dtype=np.int64)]
+        items = self._decode(rows) if rows else []
+        for r, a in zip(rows, items, strict=True):
+            if a.shape != self._shape:
+                raise DataError(f"{self.source} row {r}: an image of shape {list(a.shape)}, not "
+                                f"{list(self._shape)} as row 0; set data.resolution")
+        out = np.stack(items) if items else np.empty((0, *self._shape), self._dtype)
+        return torch.from_numpy(out)
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{self.table._fingerprint} {self.resolution} {self.center_crop} "
+                              f"{self.channels}".encode()).hexdigest()[:32]
 
 
 @hookimpl
