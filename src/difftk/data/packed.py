@@ -131,6 +131,8 @@ class Shard:
     fd: int
     offset: int  # bytes before item 0 (the .npy header)
     count: int
+    need: int  # bytes the file must have
+    array: np.ndarray  # the items, memory-mapped read-only
 
 
 def open_shard(path: Path, dtype: np.dtype, item_shape: tuple[int, ...], count: int) -> Shard:
@@ -165,17 +167,19 @@ def open_shard(path: Path, dtype: np.dtype, item_shape: tuple[int, ...], count: 
         os.close(fd)
         raise DataError(f"{path}: is truncated ({size:,} bytes, its {count} items need "
                         f"{need:,}); pack the data set again")
-    return Shard(path, fd, offset, count)
+    array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count, *item_shape))
+    return Shard(path, fd, offset, count, need, array)
 
 
 class PackedItems(Items):
     """One split of a packed set: items by global index, read from the shards.
 
-    Items are read with ``preadv`` straight into the batch's buffer, one call per run of
-    consecutive items: the pages belong to the page cache (a set larger than memory leaves
-    the process's anonymous memory flat), and a shard that is truncated or vanishes under a
-    run gives an error that names it, where a memory map would kill the process with SIGBUS.
-    Shards are opened on first use in each process: a DataLoader worker opens its own."""
+    Items are gathered from read-only memory maps by one fancy index per shard: the pages
+    belong to the page cache (a set larger than memory leaves the process's anonymous
+    memory flat). Each shard's size is checked before it is read, so a shard truncated under
+    a run gives an error that names it rather than SIGBUS (a file deleted under a run is
+    still read: its pages live while it is open). Shards are opened on first use in each
+    process: a DataLoader worker opens its own."""
 
     def __init__(self, root: Path, manifest: Manifest, split: str,
                  scaling: PixelScaling | None = None):
@@ -192,7 +196,9 @@ class PackedItems(Items):
         self._open: list[Shard | None] = [None] * len(self.record.shards)
         self._pid = os.getpid()
         for s in range(len(self.record.shards)):  # a bad shard is named now, not mid-run
-            os.close(self.shard(s).fd)
+            shard = self.shard(s)
+            del shard.array
+            os.close(shard.fd)
         self._open = [None] * len(self._open)
 
     def __getstate__(self):
@@ -231,26 +237,18 @@ class PackedItems(Items):
         out = np.empty((len(unique), *self.item_shape), dtype=self._np_dtype)
         if len(unique) and (unique[0] < 0 or unique[-1] >= len(self)):
             raise IndexError(f"index out of range for {len(self)} items")
-        buffer = memoryview(out.reshape(-1).view(np.uint8))
         shard_of = np.searchsorted(self.starts, unique, side="right") - 1
-        # runs of consecutive items in one shard: one read each
-        breaks = np.flatnonzero((np.diff(unique) != 1) | (np.diff(shard_of) != 0)) + 1
-        size = self.item_bytes
-        for run in np.split(np.arange(len(unique)), breaks):
-            if not len(run):
+        bounds = np.flatnonzero(np.diff(shard_of)) + 1
+        for group in np.split(np.arange(len(unique)), bounds):
+            if not len(group):
                 continue
-            first, s = int(run[0]), int(shard_of[run[0]])
+            s = int(shard_of[group[0]])
             shard = self.shard(s)
-            start = shard.offset + (int(unique[first]) - int(self.starts[s])) * size
-            want = len(run) * size
-            view = buffer[first * size:first * size + want]
-            try:
-                got = os.preadv(shard.fd, [view], start)
-            except OSError as exc:
-                raise DataError(f"{shard.path}: could not be read ({exc.strerror})") from None
-            if got != want:
-                raise DataError(f"{shard.path}: ended {want - got:,} bytes early (truncated or "
-                                "replaced since the run opened it)")
+            size = os.fstat(shard.fd).st_size  # shrunk under the run: an error, not SIGBUS
+            if size < shard.need:
+                raise DataError(f"{shard.path}: is {shard.need - size:,} bytes shorter than when "
+                                "the run opened it (truncated or replaced)")
+            out[group] = shard.array[unique[group] - self.starts[s]]
         return torch.from_numpy(out[inverse] if len(unique) != len(indices) or
                                 not np.array_equal(unique, indices) else out)
 
