@@ -1,8 +1,8 @@
 """Train on a packed set larger than this machine's memory; report each process's peak
 anonymous resident memory (RssAnon: pages of the shards are the page cache's, not ours).
 
-    python benchmarks/large_pack_memory.py --gb 30 --dir /scratch [--steps 300] [--nproc 1,2]
-        [--json benchmarks/results/large_pack_memory.json] [--keep]
+    python benchmarks/large_pack_memory.py --gb 30 --dir /scratch [--steps 200] [--nproc 1,2]
+        [--json benchmarks/results/large_pack_memory.json] [--keep] [--pack DIR]
 
 Writes ``--gb`` GB of 64x64 RGB uint8 images (random bytes made per shard, never whole) with
 ``difftk data pack``'s writer, then runs ``difftk train`` on it (recipes/edm.toml's U-Net on
@@ -80,11 +80,11 @@ def children(pid: int) -> list[int]:
 
 def train_and_watch(pack: Path, out: Path, steps: int, nproc: int) -> dict:
     sets = [f'run.out_dir="{out}"', f'run.name="n{nproc}"', f"train.steps={steps}",
-            "train.batch_size=64", 'data.name="packed"', f'data.path="{pack}"',
+            "train.batch_size=32", 'data.name="packed"', f'data.path="{pack}"',
             'data.pipeline="loader"', "data.workers=2", "data.heldout=256", "log.every=50",
             "log.val_every=0", "log.sample_every=0", "log.checkpoint_every=0",
             "log.num_samples=4", "sampler.steps=2", "model.channels=16",
-            "model.attention_resolutions=[]"]
+            "model.attention_resolutions=[]", "model.mid_attention=false"]
     args = [a for s in sets for a in ("--set", s)]
     train = ["train", str(ROOT / "recipes/edm.toml"), "--no-progress", *args]
     if nproc == 1:
@@ -124,19 +124,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gb", type=float, default=30.0)
     p.add_argument("--dir", default=None)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--nproc", default="1,2")
     p.add_argument("--json", default=None)
     p.add_argument("--keep", action="store_true", help="keep the pack (default: remove it)")
+    p.add_argument("--pack", default=None, help="train on this pack instead of writing one")
     args = p.parse_args()
     item = 3 * SIDE * SIDE
     n = int(args.gb * 1e9 // item)
     tmp = tempfile.mkdtemp(dir=args.dir)
-    pack = Path(tmp) / "pack"
+    pack = Path(args.pack) if args.pack else Path(tmp) / "pack"
     start = time.perf_counter()
-    record = pack_split(RandomBytes(n), None, pack, "train", 16384, workers=2)
-    finish(pack, Manifest(item_shape=[3, SIDE, SIDE], dtype="uint8", white=255,
-                          splits={"train": record}))
+    if args.pack:
+        from difftk.data.packed import read_manifest
+
+        record = read_manifest(pack).splits["train"]
+        n = record.count
+    else:
+        record = pack_split(RandomBytes(n), None, pack, "train", 16384, workers=2)
+        finish(pack, Manifest(item_shape=[3, SIDE, SIDE], dtype="uint8", white=255,
+                              splits={"train": record}))
     written = sum((pack / s.file).stat().st_size for s in record.shards)
     report = {"items": n, "bytes": written, "pack_seconds": round(time.perf_counter() - start, 1),
               "memory_total_kB": int(Path("/proc/meminfo").read_text().split()[1]), "runs": []}
@@ -154,6 +161,8 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.pack is None:
+            shutil.rmtree(pack, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -547,6 +547,23 @@ def component_from_spec(section: str, spec: str, registry=None, defaults: dict |
         raise RecipeError(_errors(exc, section, entry.cls), spec) from None
 
 
+def component_from_table(section: str, table: dict, source: str, registry=None):
+    """A component of a recipe section from its TOML table ({name = ..., **params})."""
+    from difftk.registry import default_registry
+
+    registry = registry or default_registry()
+    params = dict(table)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise RecipeError([(f"{section}.name", "is missing: name the component")], source)
+    entry = registry.get(BY_SECTION[section].name, name)
+    try:
+        with component_boundary(entry, "checking its parameters"):
+            return entry.cls.model_validate(params)
+    except ValidationError as exc:
+        raise RecipeError(_errors(exc, section, entry.cls), source) from None
+
+
 def sampler_with_overrides(recipe: Recipe, name: str | None = None, steps: int | None = None,
                            guidance: float | None = None, sets: list[str] | None = None,
                            registry=None):

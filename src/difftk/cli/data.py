@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import DifftkTyper, SetOption, app
+from difftk.cli.app import DifftkTyper, SetOption, app, fail
 
 data_app = DifftkTyper(no_args_is_help=True, help="Inspect the data set a recipe trains on.")
 app.add_typer(data_app, name="data", rich_help_panel="Inspection")
@@ -160,3 +160,121 @@ def verify(
         raise DataError("; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
                                                     if len(problems) > 5 else ""))
     typer.echo(f"{folder}: every shard matches its checksum")
+
+
+@data_app.command()
+def encode(
+    source: Annotated[Path, typer.Argument(help=(
+        "The images to encode: a packed set, a folder, an EDM zip, or any source "
+        "`difftk data pack` reads."))],
+    latents: Annotated[Path, typer.Option(
+        help="A TOML file whose [latents] section names the codec, e.g. "
+             "recipes/latents/sd_vae.toml (a whole recipe works too).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the latent set (encoding "
+                                      "again into it resumes).")],
+    resolution: Annotated[int | None, typer.Option(
+        min=4, help="Fit the images to this square size first (as difftk data pack).")] = None,
+    flips: Annotated[bool, typer.Option(
+        help="Also encode every image flipped left-right (split train_flipped), for recipes "
+             "with data.hflip = true.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images encoded at once.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Stored latents: float32 or float16.")] = "float32",
+    shard_items: Annotated[int, typer.Option(min=1, help="Latents per shard file.")] = 8192,
+    seed: Annotated[int, typer.Option(help="Seed of the posterior draws of sample = "
+                                      '"encode".')] = 0,
+):
+    """Encode a data set once into a latent set (packed shards) for latent diffusion.
+
+    Train on it with data.name = "packed", data.path = OUT and the same [latents]: the
+    manifest records the codec (a digest of its weights and settings), and training refuses
+    latents made with another. Under torchrun each process encodes its share of the shards."""
+    import tomllib
+
+    import numpy as np
+    import torch
+
+    from difftk.cli.work_progress import counted_progress
+    from difftk.data.pack import collect_split, finish, pack_split
+    from difftk.data.pack_source import crop_rule, open_source
+    from difftk.data.packed import Manifest
+    from difftk.errors import DataError, DifftkError
+    from difftk.latents.encode_pack import EncodedItems, channel_moments
+    from difftk.recipe import component_from_table
+    from difftk.train.runtime import announce_failure, make_runtime
+
+    runtime = None
+    try:
+        if dtype not in ("float32", "float16"):
+            raise DataError(f'--dtype must be float32 or float16 (got "{dtype}")')
+        try:
+            table = tomllib.loads(latents.read_text()).get("latents")
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{latents}: is not a readable TOML file ({exc})") from None
+        if not isinstance(table, dict):
+            raise DataError(f"{latents}: has no [latents] section")
+        part = component_from_table("latents", table, str(latents)).resolved()
+        runtime = make_runtime(device, distributed=True)
+        src = open_source(source, None, resolution, True, None, None, packed_ok=True)
+        codec = part.build(lambda: src.data.load()).to(runtime.device)
+        codec.eval()
+        identity = codec.identity_record()
+        if identity is None:
+            raise DataError(f'the latents "{part.name}" are cheap to compute and are not '
+                            "encoded once; name them in the recipe's [latents] and train on "
+                            "the pixels")
+        codec.generator = torch.Generator().manual_seed(seed)
+        store = torch.float16 if dtype == "float16" else torch.float32
+        splits = {}
+        for name, (items, labels) in src.splits().items():
+            splits[name] = (EncodedItems(codec, items, src.raw.white, runtime.device, batch_size,
+                                         dtype=store), labels)
+            if flips:
+                splits[f"{name}_flipped"] = (EncodedItems(
+                    codec, items, src.raw.white, runtime.device, batch_size, flip=True,
+                    dtype=store), labels)
+        total = sum(len(items) for items, _ in splits.values()) // runtime.world_size
+        with counted_progress(total, "encoding", "images") as advance:
+            for name, (items, labels) in splits.items():
+                pack_split(items, labels, out, name, shard_items, 1, "stop",
+                           advance if runtime.is_main else None, runtime.rank,
+                           runtime.world_size)
+        runtime.barrier()
+        if runtime.is_main:
+            records = {name: collect_split(out, name, len(items), shard_items, labels is not None)
+                       for name, (items, labels) in splits.items()}
+            train = records["train"]
+            first = splits["train"][0]
+            shape = list(first.item_shape)
+            m = train.moments
+            channels = getattr(codec, "latent_channels", shape[0])
+            mean, std = channel_moments(np.array(m.mean), np.array(m.m2), m.count,
+                                        identity.get("sample", "mean"), channels)
+            identity = {**identity, "latent_mean": mean, "latent_std": std,
+                        "flipped_copies": flips}
+            raw = src.raw
+            names = list(raw.class_names or [])
+            labelled = splits["train"][1] is not None
+            num_classes = (raw.num_classes or len(names) or 1 + max(
+                int(y.max()) for _, y in splits.values() if y is not None)) if labelled else 0
+            manifest = Manifest(item_shape=shape, dtype=dtype, white=None,
+                                resolution=getattr(src.data, "resolution", None),
+                                crop=crop_rule(src.data), source=str(source.resolve()),
+                                class_names=names, num_classes=num_classes, codec=identity,
+                                splits=records)
+            finish(out, manifest)
+            for name, rec in records.items():
+                typer.echo(f"{name:14s} {rec.count} latents {shape} {dtype} in "
+                           f"{len(rec.shards)} shard(s)")
+            typer.echo(f"wrote {out / 'manifest.json'} (codec {identity['name']}, "
+                       f"per-channel mean {[round(v, 4) for v in mean]}, std "
+                       f"{[round(v, 4) for v in std]})")
+        runtime.barrier()
+    except DifftkError as exc:
+        error = announce_failure(exc, runtime)
+        if runtime is None or not runtime.distributed:
+            raise error from None
+        runtime.exit_process(fail(error).exit_code)
+    if runtime is not None:
+        runtime.close()
+        runtime.exit_process(0)

@@ -75,8 +75,11 @@ def gather(data: Tensor | Items, labels: Tensor | None, plan: BatchPlan, k: int,
     """The ``part`` of batch k of (data, labels), flipped where the plan says, on data's device
     (for ``Items``: as stored, on the CPU; ``Items.scale`` makes training values of it)."""
     idx = plan.indices(k)[part].to(data.device)
-    x = data.read(idx.numpy()) if is_lazy(data) else data[idx]
     mask = plan.flips(k)
+    if is_lazy(data):  # as stored; a latent set with both flips stored reads the flipped copy
+        x = data.read_flipped(idx.numpy(), None if mask is None else mask[part].numpy())
+        return x, labels[idx] if labels is not None else None
+    x = data[idx]
     if mask is not None:
         mask = mask[part].to(data.device).view(-1, *[1] * (x.dim() - 1))
         x = torch.where(mask, x.flip(-1), x)
@@ -175,10 +178,17 @@ class LoaderStream(BatchStream):
         if isinstance(x, _ReadFailure):  # a worker's read failed: the shard or file is named
             self.close()
             raise DataUnavailable(f"{x.message} (reading batch {self.drawn} of the run)")
+        k = self.drawn
         self.drawn += 1
         x = x.to(self.device, non_blocking=True)
         if is_lazy(self.data):
-            x = self.data.scale(x)
+            draw = getattr(self.data.scaling, "drawn", None)
+            if draw is not None:  # a latent posterior sampled per batch (data/latent_values.py)
+                eps = self.data.scaling.noise(k, self.batch_size, self.part,
+                                              self.data.value_shape, x.device)
+                x = draw(x, eps)
+            else:
+                x = self.data.scale(x)
         return x, y.to(self.device, non_blocking=True) if y is not None else None
 
     def load_state(self, state: dict[str, Tensor]) -> None:

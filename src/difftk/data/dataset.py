@@ -36,6 +36,7 @@ class DataBundle:
     workers: int = 2  # DataLoader workers when the loader pipeline is used
     source: str = ""  # the file or folder the data came from, for messages
     known_stats: DataStats | None = None  # the training split's, when stored beside the set
+    encoded_with: dict | None = None  # a latent set's codec record (difftk data encode)
 
     def __post_init__(self):
         # Every data set, a plugin's too, is checked here: an empty split or a NaN would

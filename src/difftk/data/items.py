@@ -74,14 +74,29 @@ class Items:
         """A short string that changes when the items change (for caches keyed by the data)."""
         raise NotImplementedError
 
+    def read_flipped(self, indices: np.ndarray, flip: np.ndarray | None) -> Tensor:
+        """Stored values of ``indices`` with the items where ``flip`` is true mirrored
+        left-right (a latent set that stored both flips reads the flipped copy instead)."""
+        x = self.read(indices)
+        if flip is not None and flip.any():
+            mask = torch.from_numpy(np.asarray(flip, dtype=bool))
+            x[mask] = x[mask].flip(-1)
+        return x
+
     # What follows lets the consumers that look at a few items index this like a tensor.
 
     def scale(self, raw: Tensor) -> Tensor:
         return self.scaling(raw) if self.scaling is not None else raw.float()
 
     @property
+    def value_shape(self) -> tuple[int, ...]:
+        """The shape of one item as training sees it (after ``scale``)."""
+        out = getattr(self.scaling, "value_shape", None)
+        return out(self.item_shape) if out is not None else self.item_shape
+
+    @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self), *self.item_shape))
+        return torch.Size((len(self), *self.value_shape))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -92,7 +107,7 @@ class Items:
         return torch.device("cpu")
 
     def dim(self) -> int:
-        return 1 + len(self.item_shape)
+        return 1 + len(self.value_shape)
 
     def is_floating_point(self) -> bool:
         return self.stored_dtype.is_floating_point
@@ -147,6 +162,9 @@ class IndexedItems(Items):
 
     def read(self, indices: np.ndarray) -> Tensor:
         return self.base.read(self.indices[indices])
+
+    def read_flipped(self, indices: np.ndarray, flip: np.ndarray | None) -> Tensor:
+        return self.base.read_flipped(self.indices[indices], flip)
 
     def digest(self) -> str:
         import hashlib
@@ -212,3 +230,42 @@ class ArrayItems(Items):
         h = hashlib.sha256(f"{self.array.shape} {self.array.dtype}".encode())
         h.update(np.ascontiguousarray(self.array).tobytes())
         return h.hexdigest()[:32]
+
+
+class FlipPairedItems(Items):
+    """A latent set that stored every item's latents twice, as encoded and encoded from the
+    left-right flipped image: a flipped draw reads the second copy (``flipped[i]``)."""
+
+    def __init__(self, plain: Items, flipped: Items):
+        if len(plain) != len(flipped) or plain.item_shape != flipped.item_shape:
+            from difftk.errors import DataError
+
+            raise DataError(f"{flipped.source}: holds {len(flipped)} items of shape "
+                            f"{list(flipped.item_shape)}, not the {len(plain)} of "
+                            f"{list(plain.item_shape)} of its unflipped split")
+        self.plain, self.flipped = plain, flipped
+        self.scaling, self.source = plain.scaling, plain.source
+
+    def __len__(self) -> int:
+        return len(self.plain)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return self.plain.item_shape
+
+    @property
+    def stored_dtype(self) -> torch.dtype:
+        return self.plain.stored_dtype
+
+    def read(self, indices: np.ndarray) -> Tensor:
+        return self.plain.read(indices)
+
+    def read_flipped(self, indices: np.ndarray, flip: np.ndarray | None) -> Tensor:
+        x = self.plain.read(indices)
+        if flip is not None and flip.any():
+            x[torch.from_numpy(np.asarray(flip, dtype=bool))] = self.flipped.read(
+                np.asarray(indices)[np.asarray(flip, dtype=bool)])
+        return x
+
+    def digest(self) -> str:
+        return self.plain.digest() + self.flipped.digest()

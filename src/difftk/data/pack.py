@@ -144,21 +144,24 @@ def _done(root: Path, name: str) -> dict | None:
 
 def pack_split(items: Items, labels: np.ndarray | None, root: Path, split: str,
                shard_items: int = 8192, workers: int = 2, on_error: OnError = "stop",
-               progress: Callable[[int], None] | None = None) -> SplitRecord:
-    """Write one split's items into shards of ``shard_items``; resumes finished shards."""
+               progress: Callable[[int], None] | None = None, part: int = 0, parts: int = 1
+               ) -> SplitRecord | None:
+    """Write one split's items into shards of ``shard_items``; resumes finished shards.
+
+    With ``parts`` > 1 (processes sharing the work, e.g. under torchrun) this process writes
+    the shards s with s % parts == part and returns None; once every part is done, one
+    process calls ``collect_split``."""
     global _SOURCE
     root.mkdir(parents=True, exist_ok=True)
     (root / WORK).mkdir(exist_ok=True)
     n = len(items)
     if labels is not None and len(labels) != n:
         raise DataError(f"{items.source}: has {len(labels)} labels for {n} items")
-    bounds = [(s, lo, min(lo + shard_items, n)) for s, lo in enumerate(range(0, n, shard_items))]
-    records: dict[int, dict] = {}
     todo = []
-    for s, lo, hi in bounds:
-        done = _done(root, f"{split}-{s:05d}.npy")
-        if done is not None:
-            records[s] = done
+    for s, lo, hi in shard_bounds(n, shard_items):
+        if s % parts != part:
+            continue
+        if _done(root, f"{split}-{s:05d}.npy") is not None:
             if progress:
                 progress(hi - lo)
         else:
@@ -167,24 +170,41 @@ def pack_split(items: Items, labels: np.ndarray | None, root: Path, split: str,
     try:
         if workers <= 1 or len(todo) <= 1:
             for s, lo, hi in todo:
-                records[s] = _write_shard(str(root), split, s, lo, hi, on_error)
+                _write_shard(str(root), split, s, lo, hi, on_error)
                 if progress:
                     progress(hi - lo)
         else:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = {pool.submit(_write_shard, str(root), split, s, lo, hi, on_error):
-                           (s, hi - lo) for s, lo, hi in todo}
+                           hi - lo for s, lo, hi in todo}
                 for future in as_completed(futures):
-                    s, count = futures[future]
-                    records[s] = future.result()
+                    future.result()
                     if progress:
-                        progress(count)
+                        progress(futures[future])
     finally:
         _SOURCE = None
-    ordered = [records[s] for s, _, _ in bounds]
+    if parts > 1:
+        return None
+    return collect_split(root, split, n, shard_items, labels is not None)
+
+
+def shard_bounds(n: int, shard_items: int) -> list[tuple[int, int, int]]:
+    """(shard index, first item, end) of each shard of n items."""
+    return [(s, lo, min(lo + shard_items, n)) for s, lo in enumerate(range(0, n, shard_items))]
+
+
+def collect_split(root: Path, split: str, n: int, shard_items: int, labelled: bool
+                  ) -> SplitRecord:
+    """The split's record from its finished shards' records (and its label file)."""
+    ordered = []
+    for s, _, _ in shard_bounds(n, shard_items):
+        record = _done(root, f"{split}-{s:05d}.npy")
+        if record is None:
+            raise DataError(f"{root}: shard {s} of split {split} was not written")
+        ordered.append(record)
     label_record = None
-    if labels is not None:
+    if labelled:
         kept = np.array([y for r in ordered for y in r["labels"]], dtype=np.int64)
         name = f"{split}-labels.npy"
         tmp = root / WORK / f"{name}.tmp"

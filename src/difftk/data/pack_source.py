@@ -35,10 +35,12 @@ class PackSource:
         return out
 
 
-def source_kind(path: Path) -> str:
-    """The built-in data set that reads ``path``."""
+def source_kind(path: Path, packed_ok: bool = False) -> str:
+    """The built-in data set that reads ``path`` (a packed set itself where ``packed_ok``)."""
     if path.suffix == ".toml":
         return "recipe"
+    if (path / MANIFEST).is_file() and packed_ok:
+        return "packed"
     if (path / MANIFEST).is_file():
         raise DataError(f"{path}: is already a packed data set (it holds {MANIFEST}); train on "
                         'it with data.name = "packed"')
@@ -62,7 +64,7 @@ def source_kind(path: Path) -> str:
 
 def open_source(path: Path, kind: str | None = None, resolution: int | None = None,
                 center_crop: bool = True, channels: int | None = None,
-                sets: list[str] | None = None) -> PackSource:
+                sets: list[str] | None = None, packed_ok: bool = False) -> PackSource:
     """The data set that reads ``path`` (``kind``: a data set name, else recognised), set to
     read lazily and to fit images to ``resolution``."""
     from pydantic import ValidationError
@@ -70,7 +72,7 @@ def open_source(path: Path, kind: str | None = None, resolution: int | None = No
     from difftk.recipe import load_recipe
     from difftk.registry import default_registry
 
-    kind = kind or source_kind(path)
+    kind = kind or source_kind(path, packed_ok)
     if kind == "recipe":
         data = load_recipe(path, sets).parts["data"]
     else:

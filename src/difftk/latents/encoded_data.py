@@ -13,12 +13,15 @@ import hashlib
 import os
 from dataclasses import replace
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from difftk.data.dataset import DataBundle
+from difftk.data.items import Items
+from difftk.errors import DataError
 from difftk.latents.latents import LatentCodec
 
 
@@ -78,3 +81,73 @@ def encode_data(codec: LatentCodec, pixels: DataBundle, device: torch.device) ->
     kind = "image" if train.dim() == 4 else "vector"
     return replace(pixels, train=train, heldout=heldout, kind=kind, hflip=False,
                    source=f"{pixels.source or 'the data set'} (encoded)")
+
+
+IDENTITY_KEYS = ("name", "weights_sha256", "key", "scaling_factor", "shift_factor", "normalize",
+                 "sample", "final_std")
+
+
+def check_same_codec(codec: LatentCodec, bundle: DataBundle) -> None:
+    """A latent set trains only with the codec that encoded it: one sentence otherwise."""
+    made = bundle.encoded_with or {}
+    ours = codec.identity_record() if not codec.identity else None
+    where = bundle.source or "the data set"
+    if ours is None:
+        raise DataError(f"{where}: holds latents encoded with {made.get('name', 'a codec')}; "
+                        "set the recipe's [latents] to the codec that made them (the same "
+                        "section difftk data encode was given)")
+    for key in IDENTITY_KEYS:
+        if key in made or key in ours:
+            if made.get(key) != ours.get(key):
+                raise DataError(
+                    f"{where}: was encoded with another codec than the recipe's [latents] "
+                    f"({key}: {made.get(key)!r} in the latent set, {ours.get(key)!r} in the "
+                    "recipe); encode the data again with the recipe's [latents], or name the "
+                    "codec that made it")
+
+
+class DecodedItems(Items):
+    """Latents read as images: each read decodes (the pixels a latent set stands for, the
+    reference of sample metrics when the pixels themselves are not at hand)."""
+
+    def __init__(self, latents, codec: LatentCodec, batch_size: int = 64):
+        self.latents, self.codec, self.batch_size = latents, codec, batch_size
+        self.source = f"{getattr(latents, 'source', '')} (decoded)"
+        self._shape = None
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    @property
+    def item_shape(self):
+        if self._shape is None:
+            self._shape = tuple(self.read(np.arange(1)).shape[1:])
+        return self._shape
+
+    @property
+    def stored_dtype(self):
+        return torch.float32
+
+    @torch.no_grad()
+    def read(self, indices):
+        from difftk.latents.latents import decode_fp32
+
+        device = next(self.codec.parameters(), torch.empty(0)).device
+        parts = []
+        for i in range(0, len(indices), self.batch_size):
+            index = torch.as_tensor(np.asarray(indices[i:i + self.batch_size]))
+            z = self.latents[index]
+            parts.append(decode_fp32(self.codec, z.to(device)).cpu())
+        return torch.cat(parts)
+
+    def digest(self) -> str:
+        return self.latents.digest() if hasattr(self.latents, "digest") else ""
+
+
+def latent_set(codec: LatentCodec, bundle: DataBundle) -> tuple[DataBundle, DataBundle]:
+    """(pixels, latents) of a latent set: the latents as stored, and their decoded images."""
+    check_same_codec(codec, bundle)
+    pixels = replace(bundle, train=DecodedItems(bundle.train, codec),
+                     heldout=DecodedItems(bundle.heldout, codec), known_stats=None,
+                     hflip=False, source=f"{bundle.source} (decoded)")
+    return pixels, bundle

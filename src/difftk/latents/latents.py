@@ -50,6 +50,12 @@ class LatentCodec(nn.Module):
         """Where encoded data sets are kept on disk (next to the weights), or None."""
         return None
 
+    def identity_record(self) -> dict | None:
+        """What a latent set encoded with this codec records in its manifest, so that
+        training can refuse latents made with another codec (None: not worth encoding once)."""
+        key = self.cache_key()
+        return None if key is None else {"name": type(self).__name__, "key": key}
+
 
 class Latents(Component):
     """The space diffusion runs in: pixels, or a transform of them (seed 001 §5.3)."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 from difftk.latents.latents import LatentCodec, Latents
+from difftk.optional_package import OptionalPackage
 
 
 class IdentityCodec(LatentCodec):
@@ -137,7 +139,64 @@ class Autoencoder(Latents):
         return AutoencoderCodec(model, weights, self.scale)
 
 
+class DiffusersVae(Latents):
+    """A pretrained diffusers AutoencoderKL from a local folder (sd-vae-ft-ema / -mse, SDXL's,
+    FLUX's): DiT's scaled latents or EDM2's per-channel normalised ones (latents/diffusers_vae.py).
+
+    Encode a data set once with `difftk data encode` and train on the latent set it writes;
+    its manifest records this codec, and training refuses latents made with another."""
+
+    name = "diffusers_vae"
+    requires: ClassVar[tuple[OptionalPackage, ...]] = (
+        OptionalPackage("diffusers", 'pip install "difftk[interop]"'),)
+    path: str = Field(..., min_length=1, description="local folder of the AutoencoderKL "
+                      "(config.json + weights), or a pipeline folder with a vae/ inside "
+                      "(made absolute in the run's recipe.toml)")
+    scaling_factor: float | None = Field(None, gt=0, description="latents x this (LDM's "
+                                         "scale_factor); default: the folder's config (0.18215 "
+                                         "for Stable Diffusion's VAE)")
+    shift_factor: float | None = Field(None, description="subtracted before scaling (FLUX's "
+                                       "VAE); default: the folder's config, else 0")
+    normalize: Literal["scale", "channel"] = Field("scale", description=(
+        "scale: (latent - shift) x scaling_factor (DiT, SiT, LDM); channel: per-channel "
+        "mean/std of the encoded set to final_std (EDM2)"))
+    final_std: float = Field(0.5, gt=0, description="std of each channel after normalize = "
+                             '"channel" (EDM2: 0.5, its sigma_data)')
+    channel_mean: list[float] | None = Field(None, description="per-channel mean of the raw "
+                                             "latents; default: the latent set's manifest")
+    channel_std: list[float] | None = Field(None, description="per-channel std of the raw "
+                                            "latents; default: the latent set's manifest")
+    sample: Literal["mean", "encode", "batch"] = Field("mean", description=(
+        "mean: the posterior mean; encode: one draw per image when encoding (DiT); batch: "
+        "store mean and std, draw per training batch (EDM2)"))
+    decode_dtype: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="precision of decoding for grids, sample and eval")
+    decode_batch: int = Field(32, ge=1, le=65_536, description="images decoded at once")
+
+    def resolved(self):
+        return self.model_copy(update={"path": str(Path(self.path).expanduser().resolve())})
+
+    def settings(self, config) -> dict:
+        scaling = self.scaling_factor if self.scaling_factor is not None else \
+            float(getattr(config, "scaling_factor", None) or 1.0)
+        shift = self.shift_factor if self.shift_factor is not None else \
+            float(getattr(config, "shift_factor", None) or 0.0)
+        return {"scaling_factor": scaling, "shift_factor": shift, "normalize": self.normalize,
+                "sample": self.sample, "final_std": self.final_std}
+
+    def build(self, pixels):
+        import torch
+
+        from difftk.latents.diffusers_vae import DiffusersVaeCodec, load_vae, vae_folder
+
+        root = vae_folder(self.path)
+        vae = load_vae(root)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        return DiffusersVaeCodec(vae, root, self.settings(vae.config), self.channel_mean,
+                                 self.channel_std, dtype[self.decode_dtype], self.decode_batch)
+
+
 @hookimpl
 def register_latents(register):
-    for cls in (Identity, Pca, Dct, Autoencoder):
+    for cls in (Identity, Pca, Dct, Autoencoder, DiffusersVae):
         register(cls)

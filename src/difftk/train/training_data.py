@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from difftk.data.dataset import DataBundle
-from difftk.latents.encoded_data import encode_data
+from difftk.latents.encoded_data import encode_data, latent_set
 from difftk.latents.latents import LatentCodec
 from difftk.recipe import Recipe
 
@@ -32,4 +32,10 @@ def training_data(recipe: Recipe, device: torch.device,
     pixels = recipe.parts["data"].load() if pixels is None else pixels
     recipe = recipe.with_parts(latents=recipe.parts["latents"].resolved())
     codec = recipe.parts["latents"].build(lambda: pixels).to(device)
+    if pixels.encoded_with is not None:  # a latent set (difftk data encode): nothing to encode
+        made = pixels.encoded_with
+        if getattr(codec, "channel_mean", False) is None and made.get("latent_mean"):
+            codec.channel_mean, codec.channel_std = made["latent_mean"], made["latent_std"]
+        decoded, latents = latent_set(codec, pixels)
+        return TrainingData(recipe, decoded, codec, latents)
     return TrainingData(recipe, pixels, codec, encode_data(codec, pixels, device))

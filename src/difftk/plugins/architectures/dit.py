@@ -193,8 +193,21 @@ class DiT(Architecture):
     attention_fp32: bool = Field(
         True, description="attention scores and softmax in fp32 under autocast")
     checkpoint: bool = Field(False, description="gradient checkpointing per block (less memory)")
+    paper: bool = Field(False, description=(
+        "the DiT paper's network exactly (Peebles & Xie 2023; facebookresearch/DiT models.py): "
+        "fixed sincos positions, no QK-norm, attention in the autocast precision; overrides "
+        "position, qk_norm and attention_fp32"))
+
+    def exact(self) -> DiT:
+        """These settings with ``paper`` applied (what the network is built from)."""
+        if not self.paper:
+            return self
+        return self.model_copy(update={"position": "sincos", "qk_norm": False,
+                                       "attention_fp32": False})
 
     def build(self, spec: DataSpec) -> nn.Module:
+        if self.paper:
+            return self.exact().model_copy(update={"paper": False}).build(spec)
         if len(spec.shape) != 3:
             raise ArchitectureError(f"dit takes images (C, H, W), not shape {spec.shape}")
         _, height, width = spec.shape

@@ -13,11 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from difftk.data.dataset import DataBundle
 from difftk.data.images import Decoded, ImageDataset, RawImages
+from difftk.data.items import FlipPairedItems, Items
+from difftk.data.latent_values import ChannelAffine, PosteriorDraw
 from difftk.data.packed import PackedItems, read_manifest
+from difftk.data.split import heldout_split
 from difftk.data.stats import data_moments, stats_from_moments, unmerge_moments
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
@@ -59,6 +63,9 @@ class Packed(ImageDataset):
                          class_names=m.class_names)
 
     def load(self) -> DataBundle:
+        root, train, test = self._open()
+        if train.manifest.codec is not None:
+            return self._latent_bundle(train, test)
         raw = self.decode()
         spec = self
         if self.heldout is None and raw.test is None:
@@ -88,6 +95,77 @@ class Packed(ImageDataset):
         lo = float(min((moments.minimum / white - c) / s))  # the range of the whole split
         hi = float(max((moments.maximum / white - c) / s))
         return stats_from_moments(n, mean, m2, lo, hi)
+
+
+    def _latent_bundle(self, train: PackedItems, test: PackedItems | None) -> DataBundle:
+        """A latent set (``difftk data encode``): stored latents mapped to training values by
+        the codec's rule, both flips where they were encoded, the codec's record attached."""
+        m = train.manifest
+        codec = m.codec
+        flipped_name = f"{self.split}_flipped"
+        items: Items = train
+        if self.hflip and flipped_name not in m.splits:
+            raise DataError(f"{train.root}: a latent set encoded without --flips cannot be "
+                            "flipped (a flip of latents is not the latents of the flipped "
+                            "image); encode it again with --flips or set data.hflip = false")
+        if self.hflip:
+            items = FlipPairedItems(train, PackedItems(train.root, m, flipped_name))
+        labels = train.labels()
+        if self.heldout is None and test is not None:
+            held, held_labels = test, test.labels()
+        else:
+            count = self.heldout or min(DEFAULT_HELDOUT_CAP, max(1, len(train) // 10))
+            keep, out = heldout_split(len(train), count, self.split_seed, train.source, "items")
+            held, items = train.subset(out), items.subset(keep)
+            held_labels = labels[out] if labels is not None else None
+            labels = labels[keep] if labels is not None else None
+        if self.limit is not None and self.limit < len(items):
+            items = items.subset(np.arange(self.limit))
+            labels = labels[: self.limit] if labels is not None else None
+        scaling = latent_scaling(codec, self.split_seed + 7919)
+        lazy = self.hflip or isinstance(scaling, PosteriorDraw) or self.keep_lazy(train)
+        x_train = scaled_values(items, scaling, lazy)
+        x_held = scaled_values(held, scaling, lazy)
+        y = torch.from_numpy(labels) if labels is not None else None
+        y_held = torch.from_numpy(held_labels) if held_labels is not None else None
+        mean = np.asarray(codec.get("latent_mean") or [0.0] * m.item_shape[0])
+        std = np.asarray(codec.get("latent_std") or [1.0] * m.item_shape[0])
+        affine = scaling.affine if isinstance(scaling, PosteriorDraw) else scaling
+        if affine is not None:  # moments of the raw latents -> of the training values
+            a = np.asarray(affine.scale)
+            mean, std = mean * a + np.asarray(affine.bias), std * np.abs(a)
+        n = len(items) * int(np.prod(x_train.shape[2:]))
+        stats = stats_from_moments(n, mean, std**2 * max(n - 1, 1), float("nan"), float("nan"))
+        return DataBundle(
+            source=train.source, train=x_train, heldout=x_held, train_labels=y,
+            heldout_labels=y_held if y is not None else None,
+            num_classes=m.num_classes if y is not None else 0, kind="image",
+            class_names=list(m.class_names), hflip=self.hflip, pipeline=self.pipeline,
+            workers=self.workers, known_stats=stats, encoded_with=dict(codec))
+
+
+def latent_scaling(codec: dict, seed: int):
+    """Stored latents -> training values, by the codec's record (latents/diffusers_vae.py)."""
+    sample, normalize = codec.get("sample", "mean"), codec.get("normalize", "scale")
+    channels = int(codec.get("latent_channels", 0)) or len(codec.get("latent_mean") or [])
+    if normalize == "channel":
+        std = np.asarray(codec["latent_std"], np.float64)
+        scale = float(codec.get("final_std", 0.5)) / std
+        affine = ChannelAffine(scale.tolist(), (-np.asarray(codec["latent_mean"]) * scale).tolist())
+    elif sample == "batch":
+        sf, shift = float(codec.get("scaling_factor", 1.0)), float(codec.get("shift_factor", 0.0))
+        affine = ChannelAffine([sf] * channels, [-shift * sf] * channels)
+    else:
+        affine = None  # stored already scaled
+    return PosteriorDraw(affine or ChannelAffine([1.0] * channels, [0.0] * channels), seed) \
+        if sample == "batch" else affine
+
+
+def scaled_values(items: Items, scaling, lazy: bool):
+    """Items with the latent scaling attached (lazy), or one float tensor of training values."""
+    view = items.subset(np.arange(len(items)))
+    view.scaling = scaling
+    return view if lazy else view[:]
 
 
 @hookimpl
