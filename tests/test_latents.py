@@ -141,7 +141,7 @@ def test_latents_are_cached_beside_the_weights(tiny_autoencoder, digits):
     spec = f"autoencoder:weights={json.dumps(str(tiny_autoencoder / 'autoencoder.safetensors'))}"
     codec = _codec(spec, digits)
     first = encode_data(codec, digits, torch.device("cpu"))
-    cached = list((tiny_autoencoder / "autoencoder.latents").glob("*.safetensors"))
+    cached = list((tiny_autoencoder / "autoencoder.latents").glob("*/manifest.json"))
     assert len(cached) == 1
     again = _codec(spec, digits)
 
@@ -157,7 +157,7 @@ def test_latents_are_cached_beside_the_weights(tiny_autoencoder, digits):
     other = encode_data(_codec(spec, digits), component_from_spec(
         "data", "digits:split_seed=1").load(), torch.device("cpu"))
     assert not torch.equal(other.train, first.train)
-    assert len(list((tiny_autoencoder / "autoencoder.latents").glob("*.safetensors"))) == 2
+    assert len(list((tiny_autoencoder / "autoencoder.latents").glob("*/manifest.json"))) == 2
 
 
 def test_sigma_data_is_measured_on_the_latents(root, tmp_path):

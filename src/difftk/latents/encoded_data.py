@@ -1,8 +1,9 @@
 """The data set in latent space: encoded once per run, and cached on disk where encoding is
 costly (an autoencoder), keyed by a digest of the codec's weights and of the data.
 
-A second run with the same autoencoder and data set reads ``<weights stem>.latents/<key>
-.safetensors`` beside the weights instead of running the encoder. Labels, class names and
+A second run with the same autoencoder and data set reads the latent set ``<weights
+stem>.latents/<key>/`` beside the weights (packed shards, as ``difftk data encode``
+writes them) instead of running the encoder. Labels, class names and
 the split stay as they were; horizontal flips are off (a flip of the latents is not the
 latents of the flipped image).
 """
@@ -10,13 +11,10 @@ latents of the flipped image).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from difftk.data.dataset import DataBundle
@@ -26,11 +24,15 @@ from difftk.latents.latents import LatentCodec
 
 
 def data_digest(bundle: DataBundle) -> str:
-    """sha256 over both splits' shapes, dtypes and values."""
+    """sha256 over both splits' shapes, dtypes and values (a set read from storage: its
+    items' own digest, which does not read it)."""
     h = hashlib.sha256()
     for x in (bundle.train, bundle.heldout):
         h.update(f"{tuple(x.shape)} {x.dtype}".encode())
-        h.update(x.detach().contiguous().cpu().numpy().tobytes())
+        if isinstance(x, Items):
+            h.update(x.digest().encode())
+        else:
+            h.update(x.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -43,43 +45,82 @@ def encode_split(codec: LatentCodec, x: Tensor, device: torch.device, batch_size
     return torch.cat(parts)
 
 
-def _read_cache(path) -> tuple[Tensor, Tensor] | None:
-    try:
-        tensors = load_file(str(path))
-        return tensors["train"], tensors["heldout"]
-    except (SafetensorError, OSError, KeyError, ValueError):
-        return None  # absent or damaged: encode again and rewrite it
+class _Values(Items):
+    """A split's training values (a tensor or Items) as items to encode."""
+
+    def __init__(self, x, codec: LatentCodec, device: torch.device):
+        self.x, self.codec, self.on = x, codec, device
+        self.source = getattr(x, "source", "")
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    @property
+    def item_shape(self):
+        return tuple(self.read(np.arange(1)).shape[1:])
+
+    @property
+    def stored_dtype(self):
+        return torch.float32
+
+    @torch.no_grad()
+    def read(self, indices):
+        z = self.x[torch.as_tensor(np.asarray(indices))].to(self.on).float()
+        return self.codec.encode(z).float().cpu()
 
 
-def _write_cache(path, train: Tensor, heldout: Tensor) -> None:
+def _cached(folder) -> tuple[Tensor, Tensor] | None:
+    """Both splits of a latent cache folder, or None when it is absent or damaged."""
+    from difftk.data.packed import PackedItems, read_manifest
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        save_file({"train": train.contiguous(), "heldout": heldout.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        manifest = read_manifest(folder)
+        return tuple(PackedItems(folder, manifest, s).read(np.arange(manifest.splits[s].count))
+                     for s in ("train", "heldout"))
+    except (DataError, KeyError, OSError):
+        return None
+
+
+def _write_cached(folder, codec: LatentCodec, pixels: DataBundle, device) -> None:
+    """The encoded splits as a latent set (the format difftk data encode writes)."""
+    from difftk.data.pack import finish, pack_split
+    from difftk.data.packed import Manifest
+
+    try:
+        splits = {"train": _Values(pixels.train, codec, device),
+                  "heldout": _Values(pixels.heldout, codec, device)}
+        records = {name: pack_split(items, None, folder, name, 8192, 1)
+                   for name, items in splits.items()}
+        shape = list(splits["train"].item_shape)
+        finish(folder, Manifest(item_shape=shape, dtype="float32",
+                                kind="image" if len(shape) == 3 else "vector",
+                                source=pixels.source, codec=codec.identity_record(),
+                                splits=records))
     except OSError:
         pass  # a read-only folder beside the weights: the run goes on without a cache
 
 
 def encode_data(codec: LatentCodec, pixels: DataBundle, device: torch.device) -> DataBundle:
-    """The bundle in latent space (the pixels themselves for the identity codec)."""
+    """The bundle in latent space (the pixels themselves for the identity codec); encoded
+    once and kept as a latent set beside the weights where encoding is costly."""
     if codec.identity:
         return pixels
     codec.eval()
     key, folder = codec.cache_key(), codec.cache_dir()
     path = None
     if key is not None and folder is not None:
-        path = folder / f"{hashlib.sha256((key + data_digest(pixels)).encode()).hexdigest()[:32]}.safetensors"
-    cached = _read_cache(path) if path is not None and path.is_file() else None
+        path = folder / hashlib.sha256((key + data_digest(pixels)).encode()).hexdigest()[:32]
+    cached = _cached(path) if path is not None else None
+    if cached is None and path is not None:
+        _write_cached(path, codec, pixels, device)
+        cached = _cached(path)
     if cached is None:
         train = encode_split(codec, pixels.train, device)
         heldout = encode_split(codec, pixels.heldout, device)
-        if path is not None:
-            _write_cache(path, train, heldout)
     else:
         train, heldout = cached
     kind = "image" if train.dim() == 4 else "vector"
-    return replace(pixels, train=train, heldout=heldout, kind=kind, hflip=False,
+    return replace(pixels, train=train, heldout=heldout, kind=kind, hflip=False, known_stats=None,
                    source=f"{pixels.source or 'the data set'} (encoded)")
 
 
