@@ -10,7 +10,11 @@
 #                                  bash benchmarks/latent_vs_pixel.sh 0.2 20 64 /tmp/lvp
 # DIFFTK and PYTHON name the commands (default: difftk, python); AE_SETS adds --set options
 # to train-autoencoder; AE_FROM=DIR reuses the autoencoder of an earlier study's OUT (DIR's
-# latents_autoencoder_fashion_mnist/, copied into OUT) instead of training one.
+# latents_autoencoder_fashion_mnist/, copied into OUT) instead of training one. DATA_SETS adds
+# --set options to both diffusion runs, e.g. the lazy path on a pack of Fashion-MNIST:
+#   difftk data pack recipes/fashion_mnist/edm.toml -o data/fmnist
+#   DATA_SETS='--set data.name="packed" --set data.path="data/fmnist" --set data.pipeline="loader"' \
+#       bash benchmarks/latent_vs_pixel.sh 2 1000 1000
 set -euo pipefail
 minutes=${1:-60}
 ae_steps=${2:-6000}
@@ -19,6 +23,7 @@ out=${4:-runs/latent_vs_pixel}
 difftk=${DIFFTK:-difftk}
 python=${PYTHON:-python}
 read -r -a ae_sets <<< "${AE_SETS:-}"
+read -r -a data_sets <<< "${DATA_SETS:-}"
 mkdir -p "$out"
 common=(--set run.out_dir="\"$out\"" --set train.time_limit=$minutes
         --set log.val_every=0 --set log.sample_every=0 --set log.checkpoint_every=0)
@@ -40,7 +45,7 @@ for side in pixels autoencoder; do
   extra=()
   [ "$side" = autoencoder ] && extra=(--set latents.weights="\"$weights\"")
   start=$(date +%s)
-  $difftk train recipes/latents/fashion_mnist_$side.toml "${common[@]}" "${extra[@]}" \
+  $difftk train recipes/latents/fashion_mnist_$side.toml "${common[@]}" "${extra[@]}" "${data_sets[@]}" \
     | tee "$out/$side.train.log"
   echo $(( $(date +%s) - start )) > "$out/$side.seconds"
   $difftk eval "$out/latents_fashion_mnist_$side" -n "$n" --json > "$out/$side.eval.json"

@@ -304,3 +304,15 @@ def test_a_shard_that_goes_away_mid_run_stops_with_a_checkpoint(digits_pack, tmp
     message = str(exc.value)
     assert "shorter than when" in message and "saved checkpoint" in message and "--resume" in message
     assert (tmp_path / "gone" / "checkpoints" / "00000004").is_dir()
+
+
+def test_statistics_of_a_large_lazy_set_come_from_a_stated_subset_with_its_error():
+    from difftk.data.stats import data_statistics, subset_statistics
+
+    items = RandomImages(3000, 8)
+    items.scaling = PixelScaling(255.0, (0.5,), (0.5,))
+    full = data_statistics(items)
+    part = subset_statistics(items, 600, seed=1)
+    assert part.subset == 600 and 0 < part.std_error < 0.01
+    assert abs(part.std - full.std) < 4 * part.std_error  # uniform bytes: std 0.577 in [-1, 1]
+    assert full.std == pytest.approx(2 / 255 * np.sqrt((256**2 - 1) / 12), rel=0.01)

@@ -41,7 +41,7 @@ def stats(
         "classes": bundle.num_classes, "class_names": bundle.class_names,
         "min": s.minimum, "max": s.maximum, "mean": s.mean, "sigma_data": s.std,
         "channel_mean": list(s.channel_mean), "channel_std": list(s.channel_std),
-        "hflip": bundle.hflip,
+        "hflip": bundle.hflip, "stats_subset": s.subset, "sigma_data_std_error": s.std_error,
     }
     if latents is not None:
         ls = latents.stats
@@ -61,8 +61,9 @@ def stats(
     typer.echo(f"mean        {s.mean:.5f}   per channel: {fmt(f'{v:.5f}' for v in s.channel_mean)}")
     typer.echo(f"std         {s.std:.5f}   per channel: {fmt(f'{v:.5f}' for v in s.channel_std)}")
     if latents is None:
-        typer.echo(f"sigma_data  {s.std:.5f}   (the training set's std over all values; "
-                   f'sigma_data = "data" uses it)')
+        over = (f"a random {s.subset}-item subset's std, standard error {s.std_error:.2g}"
+                if s.subset else "the training set's std over all values")
+        typer.echo(f"sigma_data  {s.std:.5f}   ({over}; sigma_data = \"data\" uses it)")
         return
     ls = latents.stats
     typer.echo(f"latents     {r.parts['latents'].name}: one item {list(latents.shape)}, range "

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from difftk.component import Component
 from difftk.data.items import Items, is_lazy
-from difftk.data.stats import DataStats, data_statistics
+from difftk.data.stats import DataStats, data_statistics, subset_statistics
 from difftk.errors import DataError
 
 
@@ -37,6 +37,7 @@ class DataBundle:
     source: str = ""  # the file or folder the data came from, for messages
     known_stats: DataStats | None = None  # the training split's, when stored beside the set
     encoded_with: dict | None = None  # a latent set's codec record (difftk data encode)
+    stats_items: int | None = None  # a lazy set's statistics over at most this many items
 
     def __post_init__(self):
         # Every data set, a plugin's too, is checked here: an empty split or a NaN would
@@ -54,6 +55,9 @@ class DataBundle:
         streamed over it in float64 chunks."""
         if self.known_stats is not None:
             return self.known_stats
+        if self.stats_items is not None and is_lazy(self.train) and \
+                len(self.train) > self.stats_items:
+            return subset_statistics(self.train, self.stats_items)
         return data_statistics(self.train)
 
     @property

@@ -81,6 +81,10 @@ class ImageDataset(Dataset):
         "from storage by DataLoader workers, only the batch's (pinned memory on a GPU); "
         "auto: memory when it fits (under memory_limit for a set on disk)"))
     workers: int = Field(2, ge=0, description="DataLoader worker processes (loader pipeline)")
+    stats_items: int | None = Field(200_000, ge=100, description=(
+        "a set read lazily without stored statistics (image files, a Hugging Face set) "
+        "measures sigma_data over a seeded random subset of this many items, with its "
+        "standard error; none: every item (a pack stores exact ones)"))
     memory_limit: float = Field(2.0, ge=0, description=(
         "auto: a set read from disk (packed shards, image files) is decoded into memory when "
         "its float32 copy takes at most this many GiB; larger sets are read lazily"))
@@ -143,7 +147,7 @@ class ImageDataset(Dataset):
             train_labels=y, heldout_labels=y_held if y is not None else None,
             num_classes=num_classes if y is not None else 0, kind="image",
             class_names=list(raw.class_names or []), hflip=self.hflip,
-            pipeline=self.pipeline, workers=self.workers)
+            pipeline=self.pipeline, workers=self.workers, stats_items=self.stats_items)
 
 
 def scaled(items: Items, scaling: PixelScaling, lazy: bool):

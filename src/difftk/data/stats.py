@@ -24,6 +24,8 @@ class DataStats:
     std: float  # over every value: EDM's sigma_data
     channel_mean: tuple[float, ...]
     channel_std: tuple[float, ...]
+    subset: int = 0  # items of a random subset the figures come from (0: every item)
+    std_error: float = 0.0  # standard error of ``std`` over that subset
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -84,3 +86,20 @@ def data_statistics(x: Tensor, chunk: int = 2048) -> DataStats:
     x may be an ``Items`` (data/items.py), read in chunks."""
     return stats_from_moments(*data_moments(x, chunk))
 
+
+
+def subset_statistics(x, items: int, seed: int = 0, groups: int = 10) -> DataStats:
+    """Statistics of a seeded random subset of ``items`` items of x, with the standard error
+    of the std estimated from ``groups`` disjoint parts of the subset (their spread / sqrt(g))."""
+    import dataclasses
+
+    import numpy as np
+
+    n = x.shape[0]
+    pick = np.sort(np.random.default_rng(seed).choice(n, size=min(items, n), replace=False))
+    part = x.subset(pick) if hasattr(x, "subset") else x[torch.from_numpy(pick)]
+    whole = data_statistics(part)
+    stds = [data_statistics(part.subset(g) if hasattr(part, "subset") else part[torch.from_numpy(g)]
+                            ).std for g in np.array_split(np.arange(len(pick)), groups) if len(g) > 1]
+    error = float(np.std(stds, ddof=1) / np.sqrt(len(stds))) if len(stds) > 1 else float("nan")
+    return dataclasses.replace(whole, subset=len(pick), std_error=error)
