@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption, app, fail
 from difftk.errors import DifftkError
 
 
@@ -56,21 +56,49 @@ def sample(
         help="Classifier-free guidance scale: 1 conditional, 0 unconditional, >1 guided.")
     ] = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Samples drawn at once (the set drawn does not depend on it).")] = 256,
     set_: SetOption = None,
     device: Annotated[str, typer.Option(help='"auto", "cpu" or "cuda".')] = "auto",
 ):
-    """Draw samples from a trained model into a PNG grid, an .npz file or a PNG folder."""
+    """Draw samples from a trained model into a PNG grid, an .npz file or a PNG folder.
+
+    Sample i has its own seeded noise (EDM's per-image seeds) and, for a class-conditional
+    model, label i mod the number of labels, so the set is the same for any --batch-size and
+    any number of processes. Under torchrun (--format png-dir) each process draws its share
+    of the batches; a batch whose files exist is skipped, so a killed job resumes."""
+    from difftk.train.runtime import announce_failure, make_runtime
+
+    runtime = None
+    try:
+        runtime = make_runtime(device, distributed=True)
+        _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidance, ema,
+                batch_size, set_, runtime)
+    except DifftkError as exc:
+        error = announce_failure(exc, runtime)
+        if runtime is None or not runtime.distributed:
+            raise error from None
+        runtime.exit_process(fail(error).exit_code)
+    runtime.close()
+    runtime.exit_process(0)
+
+
+def _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidance, ema,
+            batch_size, set_, runtime):
     import torch
 
+    from difftk.cli.work_progress import counted_progress
     from difftk.eval import sample_files
     from difftk.eval.figures import sample_figure, save_png
-    from difftk.eval.generate import cycle_labels
+    from difftk.eval.sample_set import SampleBatches, draw, labels_for, sample_png_dir
     from difftk.eval.trained_model import load_trained_model
     from difftk.recipe import sampler_with_overrides
-    from difftk.train.runtime import make_runtime
 
     fmt = _format(output, format_)
-    dev = make_runtime(device).device
+    if runtime.world_size > 1 and fmt is not Format.png_dir:
+        raise DifftkError("under torchrun, difftk sample writes --format png-dir (each process "
+                          "its own files); give a directory with --format png-dir")
+    dev = runtime.device
     model = load_trained_model(checkpoint, dev, use_ema=ema)
     classes = model.spec.num_classes
     if label and not classes:
@@ -79,26 +107,42 @@ def sample(
     if label and not all(0 <= k < classes for k in label):
         raise DifftkError(f"--label must lie in 0..{classes - 1}")
     chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
-    labels = None
+    cycle = None
     if classes and chosen.guidance != 0:  # guidance 0 samples unconditionally
-        labels = cycle_labels(list(label) if label else list(range(classes)), n, dev)
-    gen = torch.Generator(dev).manual_seed(seed)
-    noise = torch.randn((n, *model.spec.shape), generator=gen, device=dev)
-    result = chosen.sample(model.denoiser, noise, gen, labels)
-    pixels = model.to_pixels(result.x)  # decoded when the model runs on [latents]
+        cycle = list(label) if label else list(range(classes))
     data_part = model.recipe.parts["data"]
+    plan = SampleBatches(n, batch_size, runtime.rank, runtime.world_size)
+    if fmt is Format.png_dir and model.kind != "image":
+        raise DifftkError(f"--format png-dir writes images, and {checkpoint} draws "
+                          f"{model.kind} samples")
+    share = sum(len(r) for r in plan.mine())
     try:  # -o into a read-only folder, or under a file: one sentence
+        with counted_progress(share, "sampling", "samples") as advance:
+            if fmt is Format.png_dir:
+                written, skipped, nfe = sample_png_dir(
+                    chosen, model, output, plan, seed, cycle, dev, data_part,
+                    advance if runtime.is_main else None)
+                totals = runtime.sum_(torch.tensor([written, skipped], dtype=torch.float64,
+                                                   device=dev))
+                if runtime.is_main:
+                    kept = f", {int(totals[1])} already there" if totals[1] else ""
+                    typer.echo(f"{int(totals[0])} samples from step {model.step} with "
+                               f"{chosen.name} ({nfe} network evaluations each){kept} -> "
+                               f"{output}")
+                return
+            parts, nfe = [], 0
+            for indices in plan.mine():
+                pixels, _, nfe = draw(chosen, model, indices, seed, cycle, dev)
+                parts.append(pixels)
+                advance(len(indices))
+        pixels = torch.cat(parts)
+        labels = labels_for(range(n), cycle, dev)
         if fmt is Format.npz:
             sample_files.write_npz(output, pixels, labels, sample_files.value_range(
                 model.kind, data_part, model.spec.shape))
-        elif fmt is Format.png_dir:
-            if model.kind != "image":
-                raise DifftkError(f"--format png-dir writes images, and {checkpoint} draws "
-                                  f"{model.kind} samples")
-            sample_files.write_png_dir(output, pixels, labels, data_part)
         else:
             save_png(sample_figure(pixels), output)
     except OSError as exc:
         raise DifftkError(f"{exc.filename or output}: {exc.strerror or exc}") from None
     typer.echo(f"{n} samples from step {model.step} with {chosen.name} "
-               f"({result.nfe} network evaluations each) -> {output}")
+               f"({nfe} network evaluations each) -> {output}")

@@ -1,5 +1,6 @@
 """Progress of a command's long work counted in items: a bar on a terminal, plain lines in a
-log file (one every ``every_s`` seconds and at the end), as difftk train shows its steps."""
+log file (one every ``every_s`` seconds, and one at the end of a job that printed any), as
+difftk train shows its steps."""
 
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ class _Lines:
     def __init__(self, total: int, label: str, unit: str, every_s: float):
         self.total, self.label, self.unit, self.every_s = total, label, unit, every_s
         self.done, self.start = 0, time.perf_counter()
-        self.last = self.start
+        self.last, self.printed = self.start, False
 
     def __call__(self, n: int) -> None:
         self.done += n
         now = time.perf_counter()
-        if now - self.last < self.every_s and self.done < self.total:
-            return
+        if now - self.last < self.every_s and (self.done < self.total or not self.printed):
+            return  # a job shorter than one interval prints no progress line at all
         rate = self.done / max(now - self.start, 1e-9)
         eta = datetime.timedelta(seconds=round((self.total - self.done) / max(rate, 1e-9)))
         print(f"{self.label} {self.done}/{self.total} {self.unit}  {self.unit}/s {rate:.1f}  "
               f"ETA {eta}", flush=True)
-        self.last = now
+        self.last, self.printed = now, True
 
 
 @contextlib.contextmanager

@@ -55,6 +55,17 @@ def to_uint8(images: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> np.ndar
 def write_png_dir(directory: Path, images: torch.Tensor, labels: torch.Tensor | None,
                   data_part) -> list[Path]:
     """One PNG per sample, ``000000.png`` or ``000000_label3.png`` when labelled."""
+    names = [f"{i:06d}.png" if labels is None else f"{i:06d}_label{int(labels[i])}.png"
+             for i in range(images.shape[0])]
+    return write_png_files(directory, images, names, data_part)
+
+
+def write_png_files(directory: Path, images: torch.Tensor, names: list[str], data_part
+                    ) -> list[Path]:
+    """images[i] as the 0-255 PNG ``directory / names[i]``, each written under a temporary
+    name and renamed, so a killed job never leaves a half-written file behind."""
+    import os
+
     from PIL import Image
 
     if images.dim() != 4 or images.shape[1] not in (1, 3):
@@ -64,9 +75,10 @@ def write_png_dir(directory: Path, images: torch.Tensor, labels: torch.Tensor | 
     pixels = to_uint8(images, mean, std)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(pixels):
-        suffix = "" if labels is None else f"_label{int(labels[i])}"
-        path = directory / f"{i:06d}{suffix}.png"
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    for name, image in zip(names, pixels, strict=True):
+        path = directory / name
+        tmp = directory / f".{name}.{os.getpid()}.tmp"
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp, format="PNG")
+        os.replace(tmp, path)
         paths.append(path)
     return paths

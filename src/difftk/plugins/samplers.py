@@ -29,12 +29,13 @@ import torch
 from pydantic import Field
 
 from difftk.diffusion.grids import Grid, GridKind
+from difftk.diffusion.noise_source import randn_like
 from difftk.diffusion.sampler import Sampler, SigmaGridSampler, finite_sigmas, report
 from difftk.hookspecs import hookimpl
 
 
-def _randn(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+    return randn_like(x, generator)  # one stream for the batch, or one per sample
 
 
 # ---------------------------------------------------------------- EDM coordinates
