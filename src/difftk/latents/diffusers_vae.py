@@ -113,8 +113,9 @@ class DiffusersVaeCodec(LatentCodec):
                 bias.to(device, torch.float32).view(shape))
 
     def raw_posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, std) of q(latent | x) in the VAE's own units, fp32."""
-        out = self.vae.encode(x.float()).latent_dist
+        """(mean, std) of q(latent | x) in the VAE's own units, fp32 (the VAE runs in the
+        dtype its weights have)."""
+        out = self.vae.encode(x.to(next(self.vae.parameters()).dtype)).latent_dist
         return out.mean.float(), out.std.float()
 
     def normalized(self, raw: Tensor) -> Tensor:
