@@ -340,3 +340,14 @@ def test_statistics_of_a_large_lazy_set_come_from_a_stated_subset_with_its_error
     assert part.subset == 600 and 0 < part.std_error < 0.01
     assert abs(part.std - full.std) < 4 * part.std_error  # uniform bytes: std 0.577 in [-1, 1]
     assert full.std == pytest.approx(2 / 255 * np.sqrt((256**2 - 1) / 12), rel=0.01)
+
+
+def test_metrics_and_analysis_read_a_lazy_held_out_split(digits_pack):
+    from difftk.eval.metrics import sample_metrics
+    from difftk.plugins.datasets.packed import Packed
+
+    lazy = Packed(path=str(digits_pack), heldout=297, pipeline="loader").load()
+    memory = Packed(path=str(digits_pack), heldout=297).load()
+    samples = memory.heldout[:100] * 0.9
+    assert sample_metrics(samples, lazy.heldout, "image") == sample_metrics(
+        samples, memory.heldout, "image")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from difftk.data.items import in_memory
 from difftk.errors import DifftkError
 from difftk.latents.encoded_data import encode_data
 
@@ -83,7 +84,7 @@ def load_trained_run(path, device: str = "auto", use_ema: bool = True,
         labels = None if labels is None else labels[:max_samples]
     for p in restored.denoiser.parameters():
         p.requires_grad_(False)
-    return TrainedRun(restored.denoiser, restored.recipe, heldout.float(), labels, restored.step,
+    return TrainedRun(restored.denoiser, restored.recipe, in_memory(heldout).float(), labels, restored.step,
                       resolve_checkpoint_dir(path), dev)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from difftk.data.items import in_memory
 from difftk.eval.distances import energy_distance, sliced_wasserstein
 
 ENERGY_POINTS = 2000
@@ -92,7 +93,9 @@ def sample_metrics(samples: Tensor, reference: Tensor, kind: str,
                    features: dict | None = None) -> dict[str, float]:
     """Every metric that fits the data: pixel FID and KID for images; Frechet, kernel,
     energy and sliced Wasserstein distances for vectors (2-D toys). ``features`` (name ->
-    images-to-features function, eval/features.py) adds FID and KID on learned features."""
+    images-to-features function, eval/features.py) adds FID and KID on learned features.
+    ``reference`` may be a split read from storage (``Items``): it is read once, in chunks."""
+    reference = in_memory(reference)
     samples, reference = samples.detach().cpu().float(), reference.detach().cpu().float()
     if kind == "image":
         out = {"pixel_fid": pixel_fid(samples, reference),
