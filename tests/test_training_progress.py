@@ -25,6 +25,18 @@ def test_lines_report_step_loss_throughput_and_eta_from_the_clock():
                    "step 10/10  loss 0.2500  images/s 64.0  ETA 0:00:00"]
 
 
+def test_a_time_limit_that_comes_first_sets_the_eta():
+    now = [0.0]
+    out = io.StringIO()
+    # 1,000,000 steps at 0.5 s each, but train.time_limit leaves 10 s
+    lines = ProgressLines(total=1_000_000, start=0, every=4, batch_size=1, stream=out,
+                          clock=lambda: now[0], time_left_s=10.0)
+    for step in range(1, 5):
+        now[0] += 0.5
+        lines.advance(step, 0.1)
+    assert out.getvalue().split("ETA ")[1].strip() == "0:00:08"
+
+
 def test_a_terminal_gets_the_bar_and_a_file_the_lines():
     class Terminal(io.StringIO):
         def isatty(self):

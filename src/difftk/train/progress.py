@@ -39,8 +39,9 @@ class ProgressLines:
     """
 
     def __init__(self, total: int, start: int, every: int, batch_size: int, stream: TextIO,
-                 clock=time.perf_counter):
+                 clock=time.perf_counter, time_left_s: float = 0.0):
         self.total, self.every, self.batch_size, self.stream = total, every, batch_size, stream
+        self.time_left_s = time_left_s  # a train.time_limit still to run (0: none)
         self.clock = clock
         self.start_step, self.start_time = start, clock()
         self.line_step, self.line_time = start, self.start_time
@@ -51,7 +52,10 @@ class ProgressLines:
         now = self.clock()
         rate = (step - self.line_step) * self.batch_size / max(now - self.line_time, 1e-9)
         per_step = (now - self.start_time) / max(step - self.start_step, 1)
-        eta = datetime.timedelta(seconds=round(per_step * (self.total - step)))
+        left = per_step * (self.total - step)
+        if self.time_left_s:  # the run ends at its time limit if that comes first
+            left = min(left, max(self.time_left_s - (now - self.start_time), 0.0))
+        eta = datetime.timedelta(seconds=round(left))
         shown = f"{loss:.4f}" if math.isfinite(loss) else "-"
         width = len(str(self.total))
         self.stream.write(f"step {step:>{width}}/{self.total}  loss {shown}  "
@@ -62,7 +66,8 @@ class ProgressLines:
 
 @contextlib.contextmanager
 def training_progress(total: int, start: int, enabled: bool = True, label: str = "training",
-                      every: int = 100, batch_size: int = 1, stream: TextIO | None = None):
+                      every: int = 100, batch_size: int = 1, stream: TextIO | None = None,
+                      time_left_s: float = 0.0):
     """The progress display of a run from step ``start`` to ``total``; ``advance(step, loss)``
     after each step. ``stream`` (default stdout) decides: a terminal gets the bar."""
     if not enabled:
@@ -70,7 +75,7 @@ def training_progress(total: int, start: int, enabled: bool = True, label: str =
         return
     stream = sys.stdout if stream is None else stream
     if not stream.isatty():
-        yield ProgressLines(total, start, every, batch_size, stream)
+        yield ProgressLines(total, start, every, batch_size, stream, time_left_s=time_left_s)
         return
     from rich.console import Console
     from rich.progress import (

@@ -214,10 +214,13 @@ class Trainer:
         self.model.train()
         cadence = Cadence.of(self.recipe)
         self.state.start_clock()
+        time_left = max(cadence.time_limit_s - self.state.train_seconds(), 0.0) \
+            if cadence.time_limit_s else 0.0
         with training_progress(cadence.steps, self.step,
                                enabled=self.progress and self.runtime.is_main,
                                every=self.recipe.log.every,
-                               batch_size=self.recipe.train.batch_size) as bar:
+                               batch_size=self.recipe.train.batch_size,
+                               time_left_s=time_left) as bar:
             while self.step < cadence.steps:
                 x0, labels = self._next_batch()
                 result = self.train_step(x0, labels)
