@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from difftk.data.items import in_memory
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
 from difftk.latents.latents import LatentCodec, Latents
@@ -64,7 +65,8 @@ class Pca(Latents):
         if k > d:
             raise DataError(f"latents.components = {k} is more than the {d} values of an item "
                             f"of shape {list(data.shape)}")
-        mean, values, vectors = principal_components(data.train)
+        # a split read from storage is read whole (PCA's covariance needs every item)
+        mean, values, vectors = principal_components(in_memory(data.train, 8 * 2**30))
         return PcaCodec(data.shape, mean, values, vectors, k, self.whiten, self.eps)
 
 
