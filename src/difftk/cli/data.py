@@ -124,17 +124,12 @@ def pack(
         for name, (items, labels) in splits.items():
             records[name] = pack_split(items, labels, out, name, shard_items, workers, on_error,
                                        advance)
-    raw = src.raw
-    names = list(raw.class_names or [])
-    labelled = splits["train"][1] is not None
-    num_classes = (raw.num_classes or len(names) or 1 + max(
-        int(r_labels.max()) for _, r_labels in splits.values() if r_labels is not None)
-        ) if labelled else 0
     dtype = str(first.stored_dtype).removeprefix("torch.")
-    manifest = Manifest(item_shape=shape, dtype=dtype, white=raw.white,
+    manifest = Manifest(item_shape=shape, dtype=dtype, white=src.raw.white,
                         resolution=getattr(src.data, "resolution", None) or shape[-1],
                         crop=crop_rule(src.data), source=str(source.resolve()),
-                        class_names=names, num_classes=num_classes, splits=records)
+                        class_names=list(src.raw.class_names or []),
+                        num_classes=src.num_classes(), splits=records)
     finish(out, manifest)
     for name, rec in records.items():
         skipped = f", {len(rec.skipped)} skipped (listed in the manifest)" if rec.skipped else ""
@@ -253,16 +248,11 @@ def encode(
                                         identity.get("sample", "mean"), channels)
             identity = {**identity, "latent_mean": mean, "latent_std": std,
                         "flipped_copies": flips}
-            raw = src.raw
-            names = list(raw.class_names or [])
-            labelled = splits["train"][1] is not None
-            num_classes = (raw.num_classes or len(names) or 1 + max(
-                int(y.max()) for _, y in splits.values() if y is not None)) if labelled else 0
             manifest = Manifest(item_shape=shape, dtype=dtype, white=None,
                                 resolution=getattr(src.data, "resolution", None),
                                 crop=crop_rule(src.data), source=str(source.resolve()),
-                                class_names=names, num_classes=num_classes, codec=identity,
-                                splits=records)
+                                class_names=list(src.raw.class_names or []),
+                                num_classes=src.num_classes(), codec=identity, splits=records)
             finish(out, manifest)
             for name, rec in records.items():
                 typer.echo(f"{name:14s} {rec.count} latents {shape} {dtype} in "

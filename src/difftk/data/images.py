@@ -150,14 +150,12 @@ class ImageDataset(Dataset):
             pipeline=self.pipeline, workers=self.workers, stats_items=self.stats_items)
 
 
-def scaled(items: Items, scaling: PixelScaling, lazy: bool):
-    """The split as training values: ``items`` with its scaling attached (read per batch), or
-    one float tensor decoded and scaled now."""
-    if lazy:
-        view = items.subset(np.arange(len(items)))
-        view.scaling = scaling
-        return view
-    return scaling(items.read(np.arange(len(items))))
+def scaled(items: Items, scaling, lazy: bool):
+    """The split as training values: ``items`` with ``scaling`` attached (read per batch), or
+    one float tensor decoded and scaled now (None: the stored values are training values)."""
+    view = items.subset(np.arange(len(items)))
+    view.scaling = scaling
+    return view if lazy else view[:]
 
 
 def channels_first(array: np.ndarray, channels: Literal["auto", "first", "last"],

@@ -42,11 +42,6 @@ class PixelScaling:
         std = torch.tensor(self.std, dtype=torch.float32, device=raw.device).view(shape)
         return raw.float().div_(self.white).sub_(mean).div_(std)
 
-    def unscale_moments(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel (mean, std) of stored values -> of scaled values."""
-        m, s = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
-        return (mean / self.white - m) / s, std / self.white / s
-
 
 class Items:
     """Random-access items of one split. Subclasses implement ``__len__``, ``item_shape``,
@@ -175,13 +170,6 @@ class IndexedItems(Items):
         view = IndexedItems(self.base, self.indices[np.asarray(indices, dtype=np.int64)])
         view.scaling, view.source = self.scaling, self.source
         return view
-
-
-def read_sorted(read_one_block, indices: np.ndarray) -> np.ndarray:
-    """Items read in ascending order (sequential on disk, each read once), returned in the
-    order asked: ``read_one_block(sorted_unique)`` -> array [u, ...]."""
-    unique, inverse = np.unique(indices, return_inverse=True)
-    return read_one_block(unique)[inverse]
 
 
 def is_lazy(x) -> bool:

@@ -28,6 +28,14 @@ class PackSource:
     data: ImageDataset  # the data set that reads the source
     raw: RawImages  # its splits as stored values (lazy where the source is files)
 
+    def num_classes(self) -> int:
+        """Classes of a labelled source: as it names them, else 1 + the largest label."""
+        splits = self.splits()
+        if splits["train"][1] is None:
+            return 0
+        return self.raw.num_classes or len(self.raw.class_names or []) or 1 + max(
+            int(y.max()) for _, y in splits.values() if y is not None and len(y))
+
     def splits(self) -> dict[str, tuple[Items, np.ndarray | None]]:
         out = {"train": (self.raw.train.items, self.raw.train.labels)}
         if self.raw.test is not None:

@@ -18,18 +18,20 @@ from difftk.latents.latents import LatentCodec
 
 
 class EncodedItems(Items):
-    """Latents of ``pixels`` (stored values, mapped to [-1, 1]) made at read time."""
+    """Latents of ``pixels`` made at read time: stored pixel values mapped to [-1, 1] by
+    ``white``, or (``white`` None) a split's training values as they are (a tensor or Items:
+    the in-run cache of latents/encoded_data.py)."""
 
-    def __init__(self, codec: LatentCodec, pixels: Items, white: float, device: torch.device,
+    def __init__(self, codec: LatentCodec, pixels, white: float | None, device: torch.device,
                  batch_size: int = 64, flip: bool = False, dtype: torch.dtype = torch.float32):
         self.codec, self.pixels, self.on = codec, pixels, torch.device(device)
-        self.to_unit = PixelScaling(float(white), (0.5,), (0.5,))
+        self.to_unit = None if white is None else PixelScaling(float(white), (0.5,), (0.5,))
         self.batch_size, self.flip, self.store = batch_size, flip, dtype
-        self.source = f"{pixels.source} (encoded)"
+        self.source = f"{getattr(pixels, 'source', '')} (encoded)"
         self._shape: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
-        return len(self.pixels)
+        return self.pixels.shape[0]
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -45,8 +47,11 @@ class EncodedItems(Items):
     def read(self, indices: np.ndarray) -> torch.Tensor:
         parts = []
         for start in range(0, len(indices), self.batch_size):
-            raw = self.pixels.read(np.asarray(indices[start:start + self.batch_size]))
-            x = self.to_unit(raw.to(self.on))
+            index = np.asarray(indices[start:start + self.batch_size])
+            if self.to_unit is None:
+                x = self.pixels[torch.as_tensor(index)].to(self.on).float()
+            else:
+                x = self.to_unit(self.pixels.read(index).to(self.on))
             if self.flip:
                 x = x.flip(-1)
             encode = getattr(self.codec, "encode_stored", self.codec.encode)

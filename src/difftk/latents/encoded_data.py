@@ -45,30 +45,6 @@ def encode_split(codec: LatentCodec, x: Tensor, device: torch.device, batch_size
     return torch.cat(parts)
 
 
-class _Values(Items):
-    """A split's training values (a tensor or Items) as items to encode."""
-
-    def __init__(self, x, codec: LatentCodec, device: torch.device):
-        self.x, self.codec, self.on = x, codec, device
-        self.source = getattr(x, "source", "")
-
-    def __len__(self):
-        return self.x.shape[0]
-
-    @property
-    def item_shape(self):
-        return tuple(self.read(np.arange(1)).shape[1:])
-
-    @property
-    def stored_dtype(self):
-        return torch.float32
-
-    @torch.no_grad()
-    def read(self, indices):
-        z = self.x[torch.as_tensor(np.asarray(indices))].to(self.on).float()
-        return self.codec.encode(z).float().cpu()
-
-
 def _cached(folder) -> tuple[Tensor, Tensor] | None:
     """Both splits of a latent cache folder, or None when it is absent or damaged."""
     from difftk.data.packed import PackedItems, read_manifest
@@ -85,10 +61,11 @@ def _write_cached(folder, codec: LatentCodec, pixels: DataBundle, device) -> Non
     """The encoded splits as a latent set (the format difftk data encode writes)."""
     from difftk.data.pack import finish, pack_split
     from difftk.data.packed import Manifest
+    from difftk.latents.encode_pack import EncodedItems
 
     try:
-        splits = {"train": _Values(pixels.train, codec, device),
-                  "heldout": _Values(pixels.heldout, codec, device)}
+        splits = {name: EncodedItems(codec, x, None, device, batch_size=256)
+                  for name, x in (("train", pixels.train), ("heldout", pixels.heldout))}
         records = {name: pack_split(items, None, folder, name, 8192, 1)
                    for name, items in splits.items()}
         shape = list(splits["train"].item_shape)

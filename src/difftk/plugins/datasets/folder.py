@@ -65,10 +65,10 @@ class Folder(ImageDataset):
         base = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
         return base / f"{items.root.name or 'images'}-{digest}.npz"
 
-    def decoded(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def decoded(self, listed=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(uint8 images [N, C, R, R], labels [N] (-1: none), class names) decoded whole, from
-        the cache when the files and parameters are unchanged."""
-        items, labels, classes = self.items()
+        the cache when the files and parameters are unchanged (``listed``: ``items()``)."""
+        items, labels, classes = listed or self.items()
         label_array = labels if labels is not None else np.full(len(items), -1, np.int64)
         cache = self._cache_file(items) if self.cache else None
         if cache is not None and cache.is_file():
@@ -90,11 +90,12 @@ class Folder(ImageDataset):
         return images, label_array, classes
 
     def decode(self) -> RawImages:
-        items, labels, classes = self.items()
+        listed = self.items()
+        items, labels, classes = listed
         if self.keep_lazy(items):
             decoded = Decoded(items, labels, self.path)
         else:
-            images, all_labels, classes = self.decoded()
+            images, all_labels, classes = self.decoded(listed)
             decoded = Decoded(images, all_labels if classes else None, self.path)
         return RawImages(decoded, None, white=255.0,
                          num_classes=len(classes) if classes else None, class_names=classes)

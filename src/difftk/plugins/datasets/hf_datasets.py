@@ -95,48 +95,20 @@ class HfDatasets(ImageDataset):
     def _decode(self, table, image: str, label: str | None, source: str
                 ) -> tuple[Decoded, float]:
         """(raw pixels [N, C, H, W] with labels, white value) of one split: rows read by
-        index from the memory-mapped Arrow table when the set is large (``keep_lazy``)."""
-        import datasets
-
-        feature = table.features[image]
+        index from the memory-mapped Arrow table, decoded whole when the set is small
+        (``keep_lazy``)."""
+        if not len(table):
+            raise DataError(f"{source}: holds no rows")
         labels = np.asarray(table[label], dtype=np.int64) if label is not None else None
-        rows = HfRows(table, image, self.resolution, self.center_crop, self.channels, source) \
-            if len(table) else None
-        if rows is not None and self.keep_lazy(rows):
-            white = 255.0
-            if not rows.is_image and rows.stored_dtype.is_floating_point:
-                first = rows.read(np.arange(min(len(rows), 256))).numpy()
-                white = 1.0 if first.min() >= 0 and first.max() <= 1 else 255.0
-            return Decoded(rows, labels, source), white
-        if isinstance(feature, datasets.Image):
-            # Undecoded (bytes or a file path), so decode_image does the reading and
-            # resizing exactly as it does for the folder data set.
-            cells = table.cast_column(image, datasets.Image(decode=False))[image]
-            size, crop = self._size(cells)
-            items = [decode_image(_file(c), size, crop, self.channels) for c in cells]
-            shapes = {a.shape for a in items}
-            if len(shapes) > 1:
-                raise DataError(f"{source}: images of sizes {sorted(shapes)[:3]} differ; set "
-                                "data.resolution")
-            pixels, white = np.stack(items), 255.0
-        else:
-            pixels = channels_first(np.asarray(table.with_format("numpy")[image]), "auto", source)
-            floats = pixels.dtype.kind == "f"
-            white = 1.0 if floats and pixels.min() >= 0 and pixels.max() <= 1 else 255.0
-        labels = np.asarray(table[label], dtype=np.int64) if label is not None else None
-        return Decoded(pixels, labels, source), white
-
-    def _size(self, cells) -> tuple[int, bool]:
-        """(resolution, centre crop): the first image's own size when none is set."""
-        if self.resolution is not None:
-            return self.resolution, self.center_crop
-        from PIL import Image
-
-        with Image.open(_file(cells[0])) as img:
-            if img.size[0] != img.size[1]:
-                raise DataError(f"{self.path}: images are {img.size[0]}x{img.size[1]}, not "
-                                "square; set data.resolution")
-            return img.size[0], self.center_crop
+        rows = HfRows(table, image, self.resolution, self.center_crop, self.channels, source)
+        lazy = self.keep_lazy(rows)
+        pixels = None if lazy else rows.read(np.arange(len(rows))).numpy()
+        white = 255.0
+        if not rows.is_image:  # numbers: white 1 for floats in [0, 1] (the first rows if lazy)
+            seen = rows.read(np.arange(min(len(rows), 256))).numpy() if lazy else pixels
+            white = 1.0 if seen.dtype.kind == "f" and seen.min() >= 0 and seen.max() <= 1 \
+                else 255.0
+        return Decoded(rows if lazy else pixels, labels, source), white
 
     def decode(self) -> RawImages:
         loaded = self._open()
@@ -183,6 +155,9 @@ class HfRows(Items):
         self.source = source
         first = self._decode([0])[0]
         self._shape = tuple(first.shape)
+        if self.is_image and resolution is None and first.shape[1] != first.shape[2]:
+            raise DataError(f"{source}: images are {first.shape[2]}x{first.shape[1]}, not "
+                            "square; set data.resolution")
         self._dtype = first.dtype
 
     def __len__(self) -> int:

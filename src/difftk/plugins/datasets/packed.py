@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from difftk.data.dataset import DataBundle
-from difftk.data.images import Decoded, ImageDataset, RawImages
+from difftk.data.images import Decoded, ImageDataset, RawImages, scaled
 from difftk.data.items import FlipPairedItems, Items
 from difftk.data.latent_values import ChannelAffine, PosteriorDraw
 from difftk.data.packed import PackedItems, read_manifest
@@ -55,7 +55,11 @@ class Packed(ImageDataset):
         return root, train, test
 
     def decode(self) -> RawImages:
-        root, train, test = self._open()
+        _, train, test = self._open()
+        return self._raw(train, test)
+
+    @staticmethod
+    def _raw(train: PackedItems, test: PackedItems | None) -> RawImages:
         m = train.manifest
         raw_test = Decoded(test, test.labels(), test.source) if test is not None else None
         return RawImages(Decoded(train, train.labels(), train.source), raw_test,
@@ -63,10 +67,10 @@ class Packed(ImageDataset):
                          class_names=m.class_names)
 
     def load(self) -> DataBundle:
-        root, train, test = self._open()
+        _, train, test = self._open()  # the shards are checked once
         if train.manifest.codec is not None:
             return self._latent_bundle(train, test)
-        raw = self.decode()
+        raw = self._raw(train, test)
         spec = self
         if self.heldout is None and raw.test is None:
             spec = self.model_copy(update={
@@ -124,8 +128,8 @@ class Packed(ImageDataset):
             labels = labels[: self.limit] if labels is not None else None
         scaling = latent_scaling(codec, self.split_seed + 7919)
         lazy = self.hflip or isinstance(scaling, PosteriorDraw) or self.keep_lazy(train)
-        x_train = scaled_values(items, scaling, lazy)
-        x_held = scaled_values(held, scaling, lazy)
+        x_train = scaled(items, scaling, lazy)
+        x_held = scaled(held, scaling, lazy)
         y = torch.from_numpy(labels) if labels is not None else None
         y_held = torch.from_numpy(held_labels) if held_labels is not None else None
         mean = np.asarray(codec.get("latent_mean") or [0.0] * m.item_shape[0])
@@ -159,13 +163,6 @@ def latent_scaling(codec: dict, seed: int):
         affine = None  # stored already scaled
     return PosteriorDraw(affine or ChannelAffine([1.0] * channels, [0.0] * channels), seed) \
         if sample == "batch" else affine
-
-
-def scaled_values(items: Items, scaling, lazy: bool):
-    """Items with the latent scaling attached (lazy), or one float tensor of training values."""
-    view = items.subset(np.arange(len(items)))
-    view.scaling = scaling
-    return view if lazy else view[:]
 
 
 @hookimpl
