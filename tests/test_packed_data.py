@@ -342,7 +342,7 @@ def test_statistics_of_a_large_lazy_set_come_from_a_stated_subset_with_its_error
     assert full.std == pytest.approx(2 / 255 * np.sqrt((256**2 - 1) / 12), rel=0.01)
 
 
-def test_metrics_and_analysis_read_a_lazy_held_out_split(digits_pack):
+def test_sample_metrics_read_a_lazy_held_out_split(digits_pack):
     from difftk.eval.metrics import sample_metrics
     from difftk.plugins.datasets.packed import Packed
 
