@@ -2,34 +2,23 @@
 user brings (here: the same network with random weights, saved to a temporary file) and
 gives 2048 features; FID of a set with itself is ~0 and grows for a different set."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
+from metric_packages import write_inception_weights
 from typer.testing import CliRunner
 
 from difftk.cli import app
 from difftk.errors import DifftkError
 from difftk.eval.features import feature_extractor, load_feature_network
 from difftk.eval.frechet_samples import frechet_distance_of_samples
-from difftk.eval.inception import FEATURE_DIM, FIDInceptionV3
+from difftk.eval.inception import FEATURE_DIM
 from difftk.eval.metrics import frechet_distance, sample_metrics
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):
-    """Random weights that keep activations at a usable scale (He init, identity BatchNorm)."""
-    torch.manual_seed(0)
-    net = FIDInceptionV3()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            fan_in = module.weight[0].numel()
-            torch.nn.init.normal_(module.weight, std=math.sqrt(2 / fan_in))
-    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    path = tmp_path_factory.mktemp("weights") / "pt_inception-random.pth"
-    torch.save(state, path)  # as pytorch-fid's file: a plain state dict, no step counters
-    return path
+    return write_inception_weights(tmp_path_factory.mktemp("weights") / "pt_inception-random.pth")
 
 
 def _images(seed, n=6, channels=3, shift=0.0, size=16):

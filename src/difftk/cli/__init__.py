@@ -8,7 +8,7 @@ itself on ``app`` when imported below; the import order is the order of ``difftk
 """
 
 from difftk.cli import train, train_autoencoder  # noqa: F401, I001
-from difftk.cli import sample, eval, ema  # noqa: F401, I001
+from difftk.cli import sample, eval, eval_stats, ema  # noqa: F401, I001
 from difftk.cli import validate, info, memory, data  # noqa: F401, I001
 from difftk.cli import bench  # noqa: F401, I001
 from difftk.cli import plot, plot_schedules, plot_noise_sampling, plot_weights  # noqa: F401, I001

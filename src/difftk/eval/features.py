@@ -4,7 +4,8 @@ Papers report FID on Inception features (Heusel et al. 2017), not on pixels; dif
 downloads nothing, so ``difftk eval --features inception --weights FILE`` reads the
 network's weights from FILE (a PyTorch state dict, .pth/.pt, or .safetensors) and
 compares the Gaussians of the two feature sets with the same Frechet distance as pixel
-FID (eval/metrics.py). Images are expected in difftk's [-1, 1].
+FID (eval/metrics.py). Images are expected in difftk's [-1, 1]. The paper metrics against
+reference statistics (FID, sFID, IS, precision/recall) are eval/paper_eval.py's.
 """
 
 from __future__ import annotations
@@ -63,15 +64,23 @@ def load_feature_network(name: str, weights: Path) -> nn.Module:
 
 
 def feature_extractor(net: nn.Module, batch_size: int = 50,
-                      device: torch.device | None = None) -> Callable[[Tensor], np.ndarray]:
-    """images [N, C, H, W] in [-1, 1] -> features [N, D] (float64), in batches."""
+                      device: torch.device | None = None,
+                      convention: str = "tf") -> Callable[[Tensor], np.ndarray]:
+    """images [N, C, H, W] in [-1, 1] -> pool features [N, 2048] (float64), in batches: the
+    images quantised to 0-255 as their PNG files would be, then prepared by ``convention``
+    (eval/inception_input.py)."""
+    from difftk.eval.inception_input import network_input
+
     device = device or next(net.parameters()).device
     net = net.to(device)
 
     @torch.no_grad()
     def extract(images: Tensor) -> np.ndarray:
-        out = [net(images[i:i + batch_size].to(device)).double().cpu()
-               for i in range(0, len(images), batch_size)]
+        out = []
+        for i in range(0, len(images), batch_size):
+            u8 = ((images[i:i + batch_size].float().clamp(-1, 1) + 1) * 127.5).round()
+            x = network_input(u8.to(torch.uint8).to(device), convention)
+            out.append(net(x).pool.double().cpu())
         return torch.cat(out).numpy()
 
     return extract

@@ -9,11 +9,18 @@ Module names are those of pytorch-fid's ``fid_inception_v3()``, so its weights f
 ``pt_inception-2015-12-05-6726825d.pth`` loads unchanged. Nothing is downloaded here:
 the user brings the file (docs/interop.md says where it comes from).
 
-Features are pytorch-fid's default: the 2048 values of the final average pooling, for
-images resized bilinearly to 299 x 299 and scaled to [-1, 1].
+The network takes images already fitted to 299 x 299 and scaled to [-1, 1]; how they get
+there is the convention that tells pytorch-fid, EDM and clean-fid apart
+(eval/inception_input.py). It returns what the metrics read: the 2048 values of the final
+average pooling (FID, precision/recall), the first 7 channels of ``Mixed_6d``'s 1x1 branch
+(the ADM evaluator's ``mixed_6/conv``, sFID: Nash et al. 2021) and the 1008 logits without
+the bias (the Inception Score as Salimans et al. 2016 computed it and torch-fidelity's
+``logits_unbiased``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +28,14 @@ from torch import Tensor, nn
 
 FEATURE_DIM = 2048
 RESOLUTION = 299
+SPATIAL_CHANNELS = 7  # ADM evaluator: spatial features are mixed_6/conv[..., :7]
+
+
+@dataclass
+class InceptionOutputs:
+    pool: Tensor  # [N, 2048]
+    spatial: Tensor  # [N, 7 * 17 * 17], in the ADM evaluator's (H, W, C) order
+    logits: Tensor  # [N, 1008], pool @ fc.weight^T (no bias)
 
 
 class BasicConv2d(nn.Module):
@@ -138,7 +153,7 @@ class InceptionE(nn.Module):
 
 
 class FIDInceptionV3(nn.Module):
-    """Images in [-1, 1] (any size, 1 or 3 channels) -> 2048 pool features."""
+    """Network input [N, 3, 299, 299] in [-1, 1] -> pool, spatial and logit features."""
 
     def __init__(self):
         super().__init__()
@@ -160,16 +175,17 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = InceptionE(2048, max_pool=True)
         self.fc = nn.Linear(FEATURE_DIM, 1008)  # in the weights file; FID does not use it
 
-    def forward(self, images: Tensor) -> Tensor:
-        x = (images.float() + 1) / 2  # pytorch-fid resizes images in [0, 1] ...
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # grey images as RGB
-        x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", align_corners=False)
-        x = 2 * x - 1  # ... then scales them to the network's [-1, 1]
+    def forward(self, x: Tensor) -> InceptionOutputs:
+        """x: [N, 3, 299, 299] in [-1, 1] (eval/inception_input.py makes it)."""
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
-        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c"):
             x = getattr(self, f"Mixed_{name}")(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        spatial = self.Mixed_6d.branch1x1(x)[:, :SPATIAL_CHANNELS]  # mixed_6/conv
+        for name in ("6d", "6e", "7a", "7b", "7c"):
+            x = getattr(self, f"Mixed_{name}")(x)
+        pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return InceptionOutputs(pool=pool, spatial=spatial.permute(0, 2, 3, 1).flatten(1),
+                                logits=pool @ self.fc.weight.T)
