@@ -214,12 +214,18 @@ def _npz(tmp_path, **arrays) -> str:
     ({"images": np.zeros((0, 1, 8, 8), np.uint8)}, ["(0, 1, 8, 8)"]),
     ({"images": np.zeros((10, 1, 0, 8), np.uint8)}, ["(10, 1, 0, 8)"]),
     ({"images": np.zeros((10, 0), np.float32)}, ["(10, 0)", "no values"]),
+    ({"x": np.zeros(8, np.float32)}, ["1-D array of 8 values", "[N, 1]"]),
+    ({"images": np.zeros((4, 2), np.float32), "labels": np.array([0, 1, 2, 549_000_000_000])},
+     ["labels must lie in 0..", "549000000000"]),
+    ({"images": np.zeros((4, 2), np.float32), "labels": np.array([0, -1, 2, 3])},
+     ["from -1 to 3"]),
 ])
 def test_npz_without_items_or_values_is_refused(tmp_path, arrays, words):
     from difftk.plugins.datasets.npz import Npz
 
+    labels = {"labels": "labels"} if "labels" in arrays else {}
     with pytest.raises(DataError) as exc:
-        Npz(path=_npz(tmp_path, **arrays)).load()
+        Npz(path=_npz(tmp_path, **arrays), **labels).load()
     assert "set.npz" in str(exc.value)
     for word in words:
         assert word in str(exc.value), str(exc.value)

@@ -54,9 +54,15 @@ def flip(path, offset=-8):
     path.write_bytes(bytes(data))
 
 
-def rewrite_state(ck, change):
+def rewrite_state(ck, change, seal=True):
+    """Edit state.json; ``seal``: recompute its own checksum too (as a deliberate forger
+    would), so what is tested is the check of the edited field itself."""
+    from difftk.train.state_record import SELF_KEY, sealed
+
     state = json.loads((ck / "state.json").read_text())
-    (ck / "state.json").write_text(json.dumps(change(state)))
+    new = {k: v for k, v in change(state).items() if k != SELF_KEY}
+    (ck / "state.json").write_text(json.dumps(sealed(new) if seal else new | {
+        SELF_KEY: state[SELF_KEY]}))
 
 
 def reseal(ck, filename):
@@ -98,6 +104,24 @@ CORRUPTIONS = {
                    if k != "torch_cpu"}, str(ck / "rng.safetensors")),
         reseal(ck, "rng.safetensors")),
     "weights all NaN": nan_weights,
+    "Adam moments NaN": lambda ck: (
+        save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                   for k, v in load_file(str(ck / "optimizer.safetensors")).items()},
+                  str(ck / "optimizer.safetensors")),
+        reseal(ck, "optimizer.safetensors")),
+    "state.json step edited": lambda ck: rewrite_state(ck, lambda s: s | {"step": 5}, seal=False),
+    "state.json betas bit flipped": lambda ck: rewrite_state(
+        ck, lambda s: s | {"train_seconds": s["train_seconds"] + 1e-9}, seal=False),
+    "state.json step a list": lambda ck: rewrite_state(ck, lambda s: s | {"step": [6]}),
+    "state.json step 10^30": lambda ck: rewrite_state(ck, lambda s: s | {"step": 10 ** 30}),
+    "state.json shape an int": lambda ck: rewrite_state(
+        ck, lambda s: s | {"spec": s["spec"] | {"shape": 2}}),
+    "state.json shape 2^31": lambda ck: rewrite_state(
+        ck, lambda s: s | {"spec": s["spec"] | {"shape": [2 ** 31, 2]}}),
+    "state.json num_classes a string": lambda ck: rewrite_state(
+        ck, lambda s: s | {"spec": s["spec"] | {"num_classes": "10"}}),
+    "state.json train_seconds a string": lambda ck: rewrite_state(
+        ck, lambda s: s | {"train_seconds": "long"}),
     "step directory deleted (latest dangles)": lambda ck: shutil.rmtree(ck),
 }
 
@@ -119,7 +143,11 @@ METADATA = {  # the step directory named explicitly: no fallback, one sentence
     "state.json a list": "state.json holds a list, not an object",
     "state.json without step": "state.json has no 'step'",
     "state.json without spec": "state.json has no 'spec'",
-    "state.json step not an integer": "state.json's 'step' must be an integer, got '6x'",
+    "state.json step not an integer": "state.json's 'step' is invalid (Input should be a "
+                                      "valid integer)",
+    "state.json step edited": "state.json is damaged or edited",
+    "state.json shape 2^31": "state.json's 'spec.shape' is invalid",
+    "state.json num_classes a string": "state.json's 'spec.num_classes' is invalid",
     "state.json garbage": "state.json is not valid JSON",
     "recipe unparsable": "recipe.toml: is not a readable TOML recipe",
     "rng lacks a stream": "rng.safetensors: lacks the random stream(s) torch_cpu",
@@ -296,3 +324,19 @@ def test_real_full_and_read_only_disks_are_one_sentence(root, run, tmpfs):
     res = runner.invoke(app, ["sample", str(run), "-n", "2", "--steps", "2",
                               "-o", str(point / "x.png")])
     assert res.exit_code == 1 and "Read-only file system" in res.stderr
+
+
+def test_a_checkpoint_pruned_while_it_is_read_is_read_again_not_reported(run, monkeypatch):
+    real = ckpt_io.load_checkpoint
+    pruned = []
+
+    def prune_first(path, *args, **kwargs):  # training prunes the step just chosen
+        if not pruned and Path(path).name == "00000006":
+            shutil.rmtree(path)
+            pruned.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_io, "load_checkpoint", prune_first)
+    warnings = []
+    ck = ckpt_io.load_intact(run, groups=("model", "ema"), warn=warnings.append)
+    assert pruned and ck.step == 4 and warnings == []

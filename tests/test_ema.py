@@ -134,3 +134,52 @@ def test_posthoc_sigma_rel_refuses_runs_without_power_snapshots(tmp_path):
     res = runner.invoke(app, ["ema", str(tmp_path / "nowhere"), "--beta", "0.9", "-o",
                               str(tmp_path / "x.safetensors")])
     assert res.exit_code == 1 and "no such run directory" in res.stderr
+
+
+def _saved_run(root, values):
+    from difftk.train.checkpoint import save_snapshot
+
+    for i, v in enumerate(values, start=1):
+        save_snapshot(root / "snapshots", i * 10, {"model": {"w": torch.full((2, 2), float(v))}},
+                      {"step": i * 10, "profiles": {}})
+
+
+@pytest.mark.parametrize("damage,words", [
+    ("flip", "is damaged (its checksum does not match"),
+    ("nan", "hold NaN or inf"),
+    ("step", "snapshot.json is damaged or edited"),
+])
+def test_a_damaged_snapshot_is_left_out_by_name_or_refused_with_strict(tmp_path, damage, words):
+    _saved_run(tmp_path / "run", [1.0, 2.0, 4.0])
+    bad = tmp_path / "run" / "snapshots" / "00000020"
+    if damage == "flip":
+        data = bytearray((bad / "model.safetensors").read_bytes())
+        data[-3] ^= 0x10
+        (bad / "model.safetensors").write_bytes(bytes(data))
+    elif damage == "nan":
+        for legacy in (tmp_path / "run" / "snapshots").iterdir():  # records without checksums
+            meta = json.loads((legacy / "snapshot.json").read_text())
+            (legacy / "snapshot.json").write_text(json.dumps(
+                {"step": meta["step"], "profiles": {}}))
+        save_file({"w": torch.full((2, 2), float("nan"))}, str(bad / "model.safetensors"))
+    else:
+        meta = json.loads((bad / "snapshot.json").read_text())
+        (bad / "snapshot.json").write_text(json.dumps(meta | {"step": "20"}))
+    out = tmp_path / "avg.safetensors"
+    res = runner.invoke(app, ["ema", str(tmp_path / "run"), "--beta", "0.5", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "left out the EMA snapshot" in res.stderr and "00000020" in res.stderr
+    assert words in res.stderr
+    # the average of the two intact snapshots, 1 and 4 with weights 1/3 and 2/3
+    assert torch.allclose(load_file(str(out))["w"], torch.full((2, 2), 3.0))
+    strict = runner.invoke(app, ["ema", str(tmp_path / "run"), "--beta", "0.5", "-o", str(out),
+                                 "--strict"])
+    assert strict.exit_code == 1 and words in strict.stderr and "Traceback" not in strict.output
+
+
+def test_sample_refuses_a_weights_file_with_nan(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.full((2,), float("nan"))}, str(path),
+              metadata={"difftk_recipe": "x", "difftk_spec": "{}"})
+    res = runner.invoke(app, ["sample", str(path), "-o", str(tmp_path / "s.png")])
+    assert res.exit_code == 1 and "hold NaN or inf" in res.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,3 +203,46 @@ def test_a_sentence_the_plugin_raises_on_purpose_passes_through():
     registry = _plugin_registry(_weighting_module(refuse))
     with pytest.raises(DataError, match=r"^weights.csv: no such file$"):
         registry.get("weights", "bad_weight").cls()(torch.ones(2))
+
+
+def test_plugins_that_print_exit_raise_base_exceptions_or_misname_are_isolated(tmp_path):
+    import textwrap
+
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "flat_weight.py").write_text(textwrap.dedent(GOOD_WEIGHTING.format(name="flat3")))
+    (folder / "chatty.py").write_text("print('hello from a plugin')\n")
+    (folder / "exits.py").write_text("import os\nos._exit(3)\n")
+    (folder / "generator_exit.py").write_text("raise GeneratorExit('plugin bug')\n")
+    (folder / "own_interrupt.py").write_text("raise KeyboardInterrupt\n")
+    (folder / "int_name.py").write_text(textwrap.dedent(
+        GOOD_WEIGHTING.format(name="flat4")).replace('name = "flat4"', "name = 7"))
+    for command in (["list-plugins", "--family", "weights", "--json"],
+                    ["validate", "recipes/toy2d.toml", "--set", 'weight.name="flat3"']):
+        out = run_cli(tmp_path, "--plugins-dir", str(folder), *command, cwd=_root())
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        assert "hello from a plugin" not in out.stdout and "hello from a plugin" in out.stderr
+    data = json.loads(run_cli(tmp_path, "--plugins-dir", str(folder), "list-plugins",
+                              "--json").stdout)
+    failed = {Path(f["package"]).name: f["error"] for f in data["failed_plugins"]}
+    assert "os._exit(3)" in failed["exits.py"]
+    assert "GeneratorExit" in failed["generator_exit.py"]
+    assert "KeyboardInterrupt" in failed["own_interrupt.py"]
+    assert "the name 7" in failed["int_name.py"]
+    assert "flat3" in {r["name"] for r in data["families"]["weights"]}
+
+
+def test_a_plugin_that_hangs_at_import_is_named_on_stderr(tmp_path, monkeypatch):
+    import difftk.plugin_guard as guard
+
+    monkeypatch.setattr(guard, "IMPORT_WARN_SECONDS", 0.2)
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "sleepy.py").write_text("import time\ntime.sleep(1.0)\n")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        build_registry(load_entry_points=False, plugins_dir=str(folder))
+    assert "still importing plugin" in err.getvalue() and "sleepy.py" in err.getvalue()

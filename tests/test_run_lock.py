@@ -99,3 +99,22 @@ def test_without_flock_a_dead_holder_is_stale_and_a_live_one_is_refused(tmp_path
     (run / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     with pytest.raises(RunLockedError, match="if that job is gone, delete"):
         RunLock(run).acquire()
+
+
+@pytest.mark.parametrize("link", ["train.lock", "samples/final.png", "checkpoints"])
+def test_a_link_out_of_the_run_directory_is_refused_and_its_target_untouched(tmp_path, link):
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "runs" / "r"
+    (run / link).parent.mkdir(parents=True, exist_ok=True)
+    (run / link).symlink_to(victim if link != "checkpoints" else tmp_path)
+    res = CliRunner().invoke(app, ["train", str(ROOT / "recipes/toy2d.toml"), "--no-progress",
+                                   "--set", f'run.out_dir="{tmp_path / "runs"}"', "--set",
+                                   'run.name="r"', "--set", "train.steps=1"])
+    assert res.exit_code != 0 and "symbolic link" in res.output, res.output
+    assert "Traceback" not in res.output
+    assert victim.read_text() == "precious"

@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM: finish the step, save a checkpoint, exit non-zero saying how to
+"""SIGINT, SIGTERM and SIGHUP: finish the step, save a checkpoint, exit non-zero saying how to
 resume; a second signal exits at once. Real signals to real processes."""
 
 import signal
@@ -13,7 +13,7 @@ from difftk.train.checkpoint import load_checkpoint
 from difftk.train.run_lock import LOCK_NAME
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig):
     proc = subprocess.Popen(train_cmd(tmp_path, "run"), env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -67,3 +67,27 @@ def test_resume_equals_auto_is_resume_or_start(tmp_path, root):
 
     assert run(2) == 2
     assert run(4) == 4
+
+
+PHASES = """
+import sys, time
+from difftk.train.interrupt import graceful_interrupts, phase_handlers
+phase_handlers()
+if sys.argv[1] == "after":
+    with graceful_interrupts():
+        pass
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("phase,words", [("before", "while starting"),
+                                         ("after", "after the run finished")])
+def test_a_signal_outside_the_steps_ends_with_a_sentence_naming_the_phase(phase, words):
+    proc = subprocess.Popen([sys.executable, "-c", PHASES, phase], env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"SIGTERM received {words}" in err and "Traceback" not in err

@@ -121,3 +121,60 @@ def guard_plugin_class(cls: type, family: str, provider) -> None:
             if method.startswith("model_"):
                 continue
             type.__setattr__(klass, method, _guarded(fn, method, family, provider, base))
+
+
+class PluginExit(BaseException):
+    """Raised in place of ``os._exit`` called by plugin code while it is imported."""
+
+
+IMPORT_WARN_SECONDS = 5.0
+
+
+@contextmanager
+def plugin_import_boundary(who: str) -> Iterator[None]:
+    """Run a plugin's import (or registration) so that nothing it does escapes: its prints go
+    to stderr (stdout carries the command's output, ``--json`` included), ``os._exit`` raises
+    PluginExit instead of ending difftk in silence, every exception it raises (BaseException
+    too: GeneratorExit, a KeyboardInterrupt of its own) reaches the caller as an Exception to
+    isolate, and an import still running after a few seconds is named on stderr. The user's
+    own Ctrl-C, delivered as SIGINT while the import runs, still stops difftk."""
+    import os
+    import signal
+    import sys
+    import threading
+    from contextlib import redirect_stdout
+
+    user_interrupt: list[int] = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            user_interrupt.append(signum)
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    real_exit = os._exit
+
+    def refuse_exit(code=0):
+        raise PluginExit(f"called os._exit({code}) while being imported")
+
+    timer = threading.Timer(IMPORT_WARN_SECONDS, lambda: print(
+        f"difftk: still importing {who} after {IMPORT_WARN_SECONDS:.0f} s (set "
+        "DIFFTK_LOAD_PLUGINS to load only the plugins you name)", file=sys.stderr, flush=True))
+    timer.daemon = True
+    os._exit = refuse_exit
+    timer.start()
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    except KeyboardInterrupt:
+        if user_interrupt:
+            raise
+        raise PluginError(f"{who} raised KeyboardInterrupt while being imported") from None
+    except (Exception, SystemExit):
+        raise
+    except BaseException as exc:  # GeneratorExit, PluginExit, anything else of its own
+        raise PluginError(f"{who}: {describe(exc)}") from None
+    finally:
+        timer.cancel()
+        os._exit = real_exit
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

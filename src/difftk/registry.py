@@ -21,6 +21,7 @@ import difflib
 import functools
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from difftk import __version__, hookspecs
 from difftk.errors import PluginError, UnknownComponentError, quoted, with_article
 from difftk.families import BY_NAME, FAMILIES
 from difftk.optional_package import OptionalPackage
-from difftk.plugin_guard import describe, guard_plugin_class
+from difftk.plugin_guard import describe, guard_plugin_class, plugin_import_boundary
 
 ENTRY_POINT_GROUP = "difftk"
 PLUGINS_DIR_VARIABLE = "DIFFTK_PLUGINS_DIR"
@@ -70,6 +71,10 @@ BUILTIN_MODULES = (
     "difftk.plugins.datasets.cifar10",
     "difftk.plugins.datasets.hf_datasets",
 )
+
+
+# A component's name: what recipes write and list-plugins sorts (one word).
+COMPONENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,11 @@ def _collect(pm: pluggy.PluginManager, plugin: object, provider: Provider,
                         f"{_base.__module__}.{_base.__name__}")
                 if not cls.name:
                     raise PluginError(f"{provider.package}: {cls.__name__} has no name")
+                if not isinstance(cls.name, str) or not COMPONENT_NAME.fullmatch(cls.name):
+                    raise PluginError(
+                        f"{provider.package}: {cls.__name__} has the name {cls.name!r}; a "
+                        "component's name is one word of letters, digits, _ and - that "
+                        "starts with a letter")
                 found.append(Entry(_family.name, cls.name, cls, provider))
 
             impl.function(register=register)
@@ -278,7 +288,8 @@ def build_registry(extra_plugins: Iterable[tuple[object, Provider]] = (),
         for load, provider, module_name in _plugin_modules(registry, load_entry_points,
                                                            plugins_dir):
             try:
-                module = load()
+                with plugin_import_boundary(f"plugin {provider.package}"):
+                    module = load()
                 pm.register(module, name=f"{provider.package}:{provider.module}")
             except (Exception, SystemExit) as exc:  # a broken plugin must not break difftk
                 registry.failures.append(PluginFailure(provider.package, provider.version,
@@ -300,7 +311,11 @@ def build_registry(extra_plugins: Iterable[tuple[object, Provider]] = (),
 
     for plugin, provider in plugins:
         try:
-            _collect(pm, plugin, provider, registry)
+            if provider.builtin:
+                _collect(pm, plugin, provider, registry)
+            else:
+                with plugin_import_boundary(f"plugin {provider.package}"):
+                    _collect(pm, plugin, provider, registry)
         except (Exception, SystemExit) as exc:
             if provider.builtin:
                 raise

@@ -24,6 +24,10 @@ from difftk.cli.app import app  # noqa: I001
 def main() -> None:
     import sys
 
+    from difftk.cli import app as app_module
+
+    app_module.STANDALONE = True
+
     # "--resume=auto" is --resume-or-start: --resume itself is a flag, and only the form with
     # "=" is unambiguous (--resume auto could be a flag and a recipe named auto).
     args = ["--resume-or-start" if a == "--resume=auto" else a for a in sys.argv[1:]]

@@ -18,6 +18,11 @@ from difftk.cli.plain_help import PlainTextCommand, PlainTextGroup
 from difftk.errors import DifftkError
 
 
+# True when difftk runs as its own process (main()), not called in-process (tests, notebooks):
+# only then may a command take a signal for the rest of the process's life.
+STANDALONE = False
+
+
 def fail(exc: Exception) -> typer.Exit:
     """Print a user error as one sentence on stderr; DIFFTK_DEBUG=1 shows the traceback."""
     if os.environ.get("DIFFTK_DEBUG"):

@@ -18,12 +18,17 @@ def ema(
                                                  "(train with ema.snapshot_every=N).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The averaged weights (.safetensors).")],
     beta: Annotated[float | None, typer.Option(
-        help="Average the raw snapshots with weights proportional to beta^(N - i).")] = None,
+        help="Average the raw snapshots with weights proportional to beta^(N - i), i = 1..N "
+             "counting snapshots (seed 001 §11.2 writes it per snapshot): with snapshots "
+             "every K steps this is the per-step EMA of decay beta^(1/K).")] = None,
     sigma_rel: Annotated[float | None, typer.Option(
         "--sigma-rel", help="Reconstruct the power EMA of this relative width from power snapshots.")
     ] = None,
     step: Annotated[int | None, typer.Option(
         help="With --sigma-rel: the snapshot step to reconstruct at (default: the last).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse a damaged or non-finite snapshot instead of leaving it out "
+                         "with a warning.")] = False,
 ):
     """Combine saved snapshots into post-hoc EMA weights, by --beta or --sigma-rel.
 
@@ -40,9 +45,9 @@ def ema(
     if beta is not None:
         if not 0 <= beta < 1:
             raise DifftkError(f"--beta must lie in [0, 1), got {beta}")
-        state, info = posthoc_beta(run_dir, beta)
+        state, info = posthoc_beta(run_dir, beta, strict)
     else:
-        state, info = posthoc_sigma_rel(run_dir, sigma_rel, step)
+        state, info = posthoc_sigma_rel(run_dir, sigma_rel, step, strict)
     last_step = info["step"] if "step" in info else info["steps"][-1]
     # the run's recipe and data spec travel in the file: difftk sample / eval load it alone
     metadata = weights_file_metadata(run_dir, last_step)

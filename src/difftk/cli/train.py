@@ -28,9 +28,14 @@ def train(
 ):
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
     from difftk.recipe import load_recipe
+    from difftk.train.interrupt import phase_handlers
     from difftk.train.runtime import announce_failure, make_runtime
     from difftk.train.session import run_training
 
+    from difftk.cli import app as app_module
+
+    if app_module.STANDALONE:  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence
+        phase_handlers()
     runtime = None
     try:
         if resume and resume_or_start:

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from difftk.diffusion.noise_source import PerSampleNoise
 from difftk.diffusion.sampler import SampleResult
 
 
@@ -25,14 +26,16 @@ def cycle_labels(labels, n: int, device) -> torch.Tensor | None:
 def generate(sampler, denoiser, n: int, shape: tuple[int, ...], device, seed: int = 0,
              labels: torch.Tensor | None = None, batch_size: int = 500,
              decode=None) -> SampleResult:
-    """n samples drawn ``batch_size`` at a time from one seeded stream (labels [n] or None);
-    ``decode`` maps each batch from the [latents] space to pixels (Restored.to_pixels)."""
-    gen = torch.Generator(device).manual_seed(seed)
+    """n samples drawn ``batch_size`` at a time (labels [n] or None), sample i from its own
+    seeded stream as ``difftk sample`` draws it (diffusion/noise_source.py), so the set does
+    not depend on the batch size; ``decode`` maps each batch from the [latents] space to
+    pixels (Restored.to_pixels)."""
     parts, nfe = [], 0
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
-        noise = torch.randn((b, *shape), generator=gen, device=device)
-        result = sampler.sample(denoiser, noise, gen, None if labels is None else labels[i:i + b])
+        noise = PerSampleNoise(seed, range(i, i + b), device)
+        result = sampler.sample(denoiser, noise.randn(shape), noise,
+                                None if labels is None else labels[i:i + b])
         parts.append(result.x if decode is None else decode(result.x))
         nfe = result.nfe
     return SampleResult(torch.cat(parts), nfe)

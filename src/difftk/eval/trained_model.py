@@ -20,6 +20,8 @@ from difftk.errors import CheckpointError, DifftkError
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import recipe_from_text
 from difftk.train.assemble import Restored, assemble, restore, restore_codec
+from difftk.train.checkpoint import nonfinite_tensors
+from difftk.train.state_record import SpecRecord
 
 RECIPE, SPEC, KIND, STEP = "difftk_recipe", "difftk_spec", "difftk_kind", "difftk_step"
 
@@ -64,9 +66,17 @@ def _load_weights_file(path: Path, device: torch.device, use_ema: bool) -> Resto
     if RECIPE not in meta or SPEC not in meta:
         raise CheckpointError(f"{path}: records no recipe; write it with difftk ema from a "
                               f"run directory that holds recipe.toml")
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} of {len(tensors)} tensors hold NaN or inf "
+                              f"(e.g. {bad[0]}); refusing to use them")
     recipe = recipe_from_text(meta[RECIPE], source=f"{path} (recipe)")
-    s = json.loads(meta[SPEC])
-    spec = DataSpec(tuple(s["shape"]), s["out_channels"], s["num_classes"])
+    try:
+        s = SpecRecord.model_validate(json.loads(meta[SPEC]))
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CheckpointError(f"{path}: its recorded network spec is invalid "
+                              f"({str(exc).splitlines()[-1].strip()})") from None
+    spec = DataSpec(tuple(s.shape), s.out_channels, s.num_classes)
     asm = assemble(recipe, spec, device)
     try:
         asm.denoiser.load_state_dict(tensors)

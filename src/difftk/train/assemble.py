@@ -58,12 +58,54 @@ class Assembly:
     objective: Objective
 
 
-def assemble(recipe: Recipe, spec: DataSpec, device: torch.device) -> Assembly:
-    """Build the network and bind the recipe's parts around it."""
+# Bytes per parameter byte that training holds: weights, gradients, Adam's two moments, EMA.
+TRAINING_COPIES = 5
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes the device can still give (CPU: MemAvailable of /proc/meminfo), or None."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def refuse_oversized(model_part, spec: DataSpec, device: torch.device, copies: int) -> None:
+    """Build the network on the meta device (no memory) and refuse, with the figure, one
+    whose weights and training state cannot fit where it is going."""
+    try:
+        with torch.device("meta"):
+            probe = model_part.build(spec)
+    except Exception:  # a network that cannot be built without data (a plugin's): not probed
+        return
+    weights = sum(p.numel() * p.element_size() for p in probe.parameters())
+    need, have = weights * copies, available_memory(device)
+    if have is not None and need > have:
+        from difftk.errors import RecipeError
+
+        raise RecipeError(
+            f"the {model_part.name} network has {weights / 4:,.0f} parameters "
+            f"({weights / 2**30:.1f} GiB of weights; {need / 2**30:.1f} GiB with "
+            f"{'gradients, optimizer moments and EMA' if copies > 1 else 'nothing else'}), "
+            f"more than the {have / 2**30:.1f} GiB {device.type} memory available")
+
+
+def assemble(recipe: Recipe, spec: DataSpec, device: torch.device,
+             training: bool = False) -> Assembly:
+    """Build the network and bind the recipe's parts around it (refused before allocation
+    when it cannot fit: ``training`` counts gradients, optimizer moments and EMA too)."""
     p = recipe.parts
     torch.manual_seed(recipe.run.seed)  # network initialisation is part of the run's seed
     # The [augment] pipeline's label count is the network's augment_dim (data/augment.py).
     spec = replace(spec, augment_dim=p["augment"].label_dim())
+    refuse_oversized(p["model"], spec, device, TRAINING_COPIES if training else 1)
+    torch.manual_seed(recipe.run.seed)
     net = p["model"].build(spec).to(device)
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
     objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])

@@ -44,14 +44,18 @@ from safetensors.torch import save as encode_safetensors
 from safetensors.torch import save_file
 
 from difftk.errors import CheckpointError, TrainingDivergedError
+from difftk.train.state_record import sealed, state_digest, state_problem
 
 FILES = ("model", "ema", "optimizer", "rng")
 # What sampling and evaluation need: no optimizer, no random streams.
 WEIGHTS_ONLY = ("model", "ema")
 # The random streams a resumed run restores (RunState._rng_tensors); torch_cuda is optional.
 RNG_STREAMS = ("torch_cpu", "batches.drawn")
-# state.json fields that a checkpoint cannot be read without, and their JSON types.
-REQUIRED_STATE = {"step": int, "spec": dict, "files": dict}
+# Reads of a run's newest checkpoint retried when training pruned what was being read.
+READ_ATTEMPTS = 5
+# state.json fields that a checkpoint cannot be read without (train/state_record.py checks
+# their types and bounds).
+REQUIRED_STATE = ("step", "spec", "files")
 
 
 class NonFiniteWeightsError(TrainingDivergedError):
@@ -238,7 +242,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Te
         if not (final.is_dir() and checkpoint_problem(final) is None):
             payload = _encode(tensors) | {"recipe.toml": recipe_toml.encode()}
             state = state | {"files": {name: _digest(data) for name, data in payload.items()}}
-            payload["state.json"] = json.dumps(state, indent=1).encode()
+            payload["state.json"] = json.dumps(sealed(state), indent=1).encode()
             _commit_dir(root, final.name, payload)
         _point_latest(root, final)
         _prune(root, keep_last, keep=[final])
@@ -257,7 +261,39 @@ def save_snapshot(root: Path, step: int, groups: dict[str, dict[str, torch.Tenso
     Snapshots feed post-hoc EMA and are never pruned; like checkpoints they are written
     atomically, so a crash leaves no half snapshot.
     """
-    return write_step_dir(root, step, groups, {"snapshot.json": json.dumps(meta, indent=1)})
+    payload = _encode(groups)
+    meta = sealed(meta | {"files": {name: _digest(data) for name, data in payload.items()}})
+    payload["snapshot.json"] = json.dumps(meta, indent=1).encode()
+    return _commit_dir(root, f"{step:08d}", payload)
+
+
+def snapshot_problem(path: Path, meta: dict) -> str | None:
+    """Why the EMA snapshot in ``path`` cannot be averaged in (its record, a checksum, a
+    tensor that is not finite), or None. Snapshots written before their files were
+    checksummed are checked for finiteness only."""
+    if "state_sha256" in meta and meta["state_sha256"] != state_digest(meta):
+        return "snapshot.json is damaged or edited (its own checksum does not match)"
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= 10 ** 15:
+        return f"snapshot.json's step is {step!r}, not a step number"
+    files = meta.get("files")
+    names = sorted(files) if isinstance(files, dict) else sorted(
+        p.name for p in path.glob("*.safetensors"))
+    for name in names:
+        try:
+            data = (path / name).read_bytes()
+        except OSError as exc:
+            return f"{name} is unreadable ({exc.strerror or exc})"
+        if isinstance(files, dict) and _digest(data) != files[name]:
+            return f"{name} is damaged (its checksum does not match snapshot.json)"
+        try:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            return f"{name} is damaged or truncated ({exc})"
+        bad = nonfinite_tensors(tensors)
+        if bad:
+            return f"{name}: {len(bad)} of {len(tensors)} tensors hold NaN or inf"
+    return None
 
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
@@ -347,19 +383,12 @@ def _read_state(ckpt: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt}: state.json holds a {type(state).__name__}, "
                               "not an object with the step, spec and file checksums")
-    for key, kind in REQUIRED_STATE.items():
+    for key in REQUIRED_STATE:
         if key not in state:
             raise CheckpointError(f"{ckpt}: state.json has no {key!r}")
-        value = state[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise CheckpointError(f"{ckpt}: state.json's {key!r} must be "
-                                  f"{'an integer' if kind is int else 'an object'}, got {value!r}")
-    if state["step"] < 0:
-        raise CheckpointError(f"{ckpt}: state.json's 'step' must be >= 0, got {state['step']}")
-    spec = state["spec"]
-    for key in ("shape", "out_channels", "num_classes"):
-        if key not in spec:
-            raise CheckpointError(f"{ckpt}: state.json's 'spec' has no {key!r}")
+    problem = state_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{ckpt}: {problem}")
     return state
 
 
@@ -426,9 +455,10 @@ def checkpoint_problem(ckpt: Path, groups: Iterable[str] = FILES) -> str | None:
         ck = load_checkpoint(ckpt, groups=groups)
     except CheckpointError as exc:
         return str(exc)
-    for name in ("model", "ema"):
+    for name in ("model", "ema", "optimizer"):  # NaN Adam moments poison a resumed run too
         if name in ck.tensors and nonfinite_tensors(ck.tensors[name]):
-            return f"{ckpt}: its {name} weights hold NaN or inf"
+            what = "optimizer state" if name == "optimizer" else f"{name} weights"
+            return f"{ckpt}: its {what} hold NaN or inf"
     return None
 
 
@@ -497,14 +527,28 @@ def load_intact(path: str | Path, map_location: str | torch.device = "cpu",
             raise
     root = path.parent if path.name == "latest" else \
         path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    found, problems = newest_intact(root, groups)
-    if found is None:
-        if not problems:
-            raise CheckpointError(f"{path}: holds no checkpoint")
-        raise CheckpointError(f"{root}: no intact checkpoint ({'; '.join(problems)})")
-    if problems:
-        warn(f"{'; '.join(problems)}; using {found.name}, the newest intact checkpoint")
-    return load_checkpoint(found, map_location, groups)
+    for attempt in range(READ_ATTEMPTS):
+        # a training run may prune a checkpoint while it is read: a checkpoint that vanished
+        # is not damaged, so read again rather than report it (or fall back past it)
+        before = {p.name for p in step_dirs(root)}
+        found, problems = newest_intact(root, groups)
+        last = attempt == READ_ATTEMPTS - 1
+        if before - {p.name for p in step_dirs(root)} and not last:
+            continue
+        if found is None:
+            if not problems:
+                raise CheckpointError(f"{path}: holds no checkpoint")
+            raise CheckpointError(f"{root}: no intact checkpoint ({'; '.join(problems)})")
+        try:
+            ck = load_checkpoint(found, map_location, groups)
+        except CheckpointError:
+            if found.exists() or last:
+                raise
+            continue
+        if problems:
+            warn(f"{'; '.join(problems)}; using {found.name}, the newest intact checkpoint")
+        return ck
+    raise AssertionError("unreachable")
 
 
 def require_finite(ck: Checkpoint, group: str) -> None:

@@ -40,8 +40,14 @@ class Snapshot:
         return self.path / f"{profile}.safetensors"
 
 
-def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
-    """The snapshots of a run, oldest first."""
+def list_snapshots(run_dir: str | Path, strict: bool = False) -> list[Snapshot]:
+    """The intact snapshots of a run, oldest first: each verified as checkpoints are (its
+    record's and its files' checksums, finite tensors). A damaged one is left out with a
+    sentence on stderr naming it, or, with ``strict``, refused."""
+    import sys
+
+    from difftk.train.checkpoint import snapshot_problem
+
     root = Path(run_dir) / SNAPSHOTS
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
@@ -49,9 +55,17 @@ def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
     for d in sorted(root.glob("[0-9]*")) if root.is_dir() else []:
         try:
             meta = json.loads((d / "snapshot.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # an incomplete snapshot is never renamed into place; skip strays
-        out.append(Snapshot(int(meta["step"]), d, meta))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            meta = None  # an incomplete snapshot is never renamed into place
+        problem = "snapshot.json is missing or unreadable" if not isinstance(meta, dict) \
+            else snapshot_problem(d, meta)
+        if problem is not None:
+            if strict:
+                raise CheckpointError(f"{d}: {problem}")
+            print(f"difftk: warning: left out the EMA snapshot {d}: {problem}",
+                  file=sys.stderr)
+            continue
+        out.append(Snapshot(meta["step"], d, meta))
     if not out:
         raise CheckpointError(f"{run_dir}: holds no EMA snapshots (train with "
                               f"ema.snapshot_every=N to save them)")
@@ -82,9 +96,10 @@ def combine(files: list[Path], coefficients: np.ndarray) -> dict[str, torch.Tens
     return {k: v.to(dtypes[k]) if k in dtypes else v for k, v in out.items()}
 
 
-def posthoc_beta(run_dir, beta: float) -> tuple[dict[str, torch.Tensor], dict]:
-    """The beta^(N - i) average of the raw weights of every snapshot."""
-    snaps = [s for s in list_snapshots(run_dir) if s.file("model").is_file()]
+def posthoc_beta(run_dir, beta: float, strict: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], dict]:
+    """The beta^(N - i) average of the raw weights of every intact snapshot."""
+    snaps = [s for s in list_snapshots(run_dir, strict) if s.file("model").is_file()]
     if not snaps:
         raise CheckpointError(f"{run_dir}: the snapshots hold no raw weights (model.safetensors)")
     w = beta_weights(len(snaps), beta)
@@ -93,12 +108,12 @@ def posthoc_beta(run_dir, beta: float) -> tuple[dict[str, torch.Tensor], dict]:
                    "coefficients": w.tolist()}
 
 
-def posthoc_sigma_rel(run_dir, sigma_rel: float, step: int | None = None
+def posthoc_sigma_rel(run_dir, sigma_rel: float, step: int | None = None, strict: bool = False
                       ) -> tuple[dict[str, torch.Tensor], dict]:
     """Reconstruct the power EMA of width ``sigma_rel`` at ``step`` (default: the last snapshot)."""
     if not 0 < sigma_rel < SIGMA_REL_MAX:
         raise DifftkError(f"--sigma-rel must lie in (0, {SIGMA_REL_MAX:.4f}), got {sigma_rel}")
-    snaps = list_snapshots(run_dir)
+    snaps = list_snapshots(run_dir, strict)
     step = snaps[-1].step if step is None else step
     if step not in {s.step for s in snaps}:
         raise DifftkError(f"no snapshot at step {step} (snapshots: "

@@ -68,7 +68,14 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        refuse_links_out(self.run_dir)
+        try:  # never through a link: a train.lock pointing elsewhere must not empty that file
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DifftkError(f"{self.path}: is a symbolic link; difftk writes no file of "
+                                  "a run through a link (remove it)") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,3 +123,18 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refuse_links_out(run_dir: Path) -> None:
+    """Refuse a run directory holding a symbolic link that leads out of it: difftk would
+    write the linked file (a checkpoint, a sample grid) wherever the link points."""
+    root = run_dir.resolve()
+    for folder, dirs, files in os.walk(run_dir):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise DifftkError(f"{path}: is a symbolic link out of the run directory "
+                                      f"(to {target}); difftk writes no file of a run "
+                                      "through such a link (remove it)")

@@ -76,7 +76,7 @@ class Trainer:
         processes by ``train.strategy``; returns the module the training forward goes through."""
         r, runtime, device = self.recipe, self.runtime, self.device
         p = r.parts
-        self.asm = assemble(r, self.spec, device)
+        self.asm = assemble(r, self.spec, device, training=True)
         torch.manual_seed(runtime.seed(r.run.seed))  # this rank's own stream (dropout)
         self.model = self.asm.denoiser
         load_initial_weights(self.asm)  # train.init_from, before the EMA copies the weights

@@ -49,7 +49,7 @@ def _array(path: Path, key: str | None, role: str) -> tuple[np.ndarray, str]:
     """The array named ``key`` in the .npz at ``path`` (or the .npy itself)."""
     content = _open(path)
     if isinstance(content, np.ndarray):
-        return content, str(path)
+        return _nonempty(content, str(path), role)
     if not content:
         raise DataError(f"{path}: holds no arrays")
     if key is None:
@@ -62,7 +62,17 @@ def _array(path: Path, key: str | None, role: str) -> tuple[np.ndarray, str]:
                                 f"data.{role} to one of them")
     if key not in content:
         raise DataError(f"{path}: has no array \"{key}\" (it holds {', '.join(content)})")
-    return content[key], f"{path}[{key}]"
+    return _nonempty(content[key], f"{path}[{key}]", role)
+
+
+def _nonempty(array: np.ndarray, source: str, role: str) -> tuple[np.ndarray, str]:
+    if array.size == 0:
+        raise DataError(f"{source}: holds an array of shape {tuple(array.shape)}, with no values")
+    if array.ndim < 2 and role != "labels" and not role.endswith("_labels"):
+        raise DataError(f"{source}: holds a 1-D array of {array.shape[0]} values; items need "
+                        "a shape of their own (save it as [N, 1] for 1-D points, or set "
+                        "data.shape)")
+    return array, source
 
 
 class Npz(ImageDataset):
@@ -170,7 +180,16 @@ def _flat_labels(labels: tuple[np.ndarray, str] | None) -> np.ndarray | None:
     if array.ndim != 1 or array.dtype.kind not in "ui":
         raise DataError(f"{source}: holds {array.dtype} of shape {list(array.shape)}, not "
                         f"integer labels [N]")
+    if len(array) and (int(array.min()) < 0 or int(array.max()) >= MAX_CLASSES):
+        raise DataError(f"{source}: labels must lie in 0..{MAX_CLASSES - 1} (classes are "
+                        f"numbered from 0), and these run from {int(array.min())} to "
+                        f"{int(array.max())}; number the classes 0..K-1")
     return array
+
+
+# The number of classes is 1 + the largest label; a label of 10^11 must not ask for an
+# embedding table of 10^11 rows. ImageNet-21k has 21,841 classes.
+MAX_CLASSES = 1 << 20
 
 
 @hookimpl
