@@ -330,8 +330,13 @@ def test_a_checkpoint_pruned_while_it_is_read_is_read_again_not_reported(run, mo
     real = ckpt_io.load_checkpoint
     pruned = []
 
-    def prune_first(path, *args, **kwargs):  # training prunes the step just chosen
+    def prune_first(path, *args, **kwargs):
+        # while 00000006 is read, training points latest at another checkpoint and prunes 6
+        # (keep_last = 1); 00000004 stands in for the newer one
         if not pruned and Path(path).name == "00000006":
+            latest = Path(path).parent / "latest"
+            latest.unlink()
+            latest.symlink_to("00000004")
             shutil.rmtree(path)
             pruned.append(path)
         return real(path, *args, **kwargs)

@@ -24,9 +24,9 @@ from difftk.cli.app import app  # noqa: I001
 def main() -> None:
     import sys
 
-    from difftk.cli import app as app_module
+    from difftk.cli.app import mark_standalone
 
-    app_module.STANDALONE = True
+    mark_standalone()
 
     # "--resume=auto" is --resume-or-start: --resume itself is a flag, and only the form with
     # "=" is unambiguous (--resume auto could be a flag and a recipe named auto).

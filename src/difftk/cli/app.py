@@ -20,7 +20,15 @@ from difftk.errors import DifftkError
 
 # True when difftk runs as its own process (main()), not called in-process (tests, notebooks):
 # only then may a command take a signal for the rest of the process's life.
-STANDALONE = False
+_standalone = [False]
+
+
+def mark_standalone() -> None:
+    _standalone[0] = True
+
+
+def standalone() -> bool:
+    return _standalone[0]
 
 
 def fail(exc: Exception) -> typer.Exit:

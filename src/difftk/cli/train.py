@@ -32,9 +32,9 @@ def train(
     from difftk.train.runtime import announce_failure, make_runtime
     from difftk.train.session import run_training
 
-    from difftk.cli import app as app_module
+    from difftk.cli.app import standalone
 
-    if app_module.STANDALONE:  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence
+    if standalone():  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence
         phase_handlers()
     runtime = None
     try:
