@@ -70,6 +70,32 @@ def corruptions(out: Path) -> tuple[int, int, list[str]]:
     return detected, len(CORRUPTIONS), missed
 
 
+def state_bit_flips(out: Path, flips: int = 200) -> tuple[int, int]:
+    """Single-bit flips at random positions of the newest checkpoint's state.json: detected
+    when loading the run does not hand back that checkpoint (a flip JSON still parses, in a
+    number or a name, must be caught by state.json's own checksum)."""
+    import random
+
+    from difftk.errors import CheckpointError
+    from difftk.train.checkpoint import load_intact
+
+    rng = random.Random(0)
+    detected = 0
+    for _ in range(flips):
+        copy = out / "flipped"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(out / "ref", copy, symlinks=True)
+        state = copy / "checkpoints" / "00000012" / "state.json"
+        data = bytearray(state.read_bytes())
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        state.write_bytes(bytes(data))
+        try:
+            detected += load_intact(copy, warn=lambda _: None).path.name != "00000012"
+        except CheckpointError:
+            detected += 1
+    return detected, flips
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
@@ -82,8 +108,10 @@ def main() -> None:
     finally:
         zygote.close()
     detected, damaged, missed = corruptions(out)
+    flipped, flips = state_bit_flips(out)
     print(f"kills survived: {survived} / {tried}")
     print(f"corruptions detected: {detected} / {damaged}")
+    print(f"state.json single-bit flips detected: {flipped} / {flips}")
     for line in failures + [f"undetected: {m}" for m in missed]:
         print("  " + line)
 

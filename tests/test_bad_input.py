@@ -309,3 +309,20 @@ def test_images_and_vectors_share_one_heldout_split(tmp_path):
     assert torch.equal(vectors.heldout[:, 0], images.heldout[:, 0, 0, 0])
     assert torch.equal(vectors.train[:, 0], images.train[:, 0, 0, 0])
     assert len(vectors.heldout) == 3
+
+
+@pytest.mark.parametrize("value, words", [
+    ('run.out_dir="runs\\u0000/x"', ["run.out_dir", "NUL byte"]),
+    ('run.out_dir="runs/\udcff\udcfe"', ["run.out_dir", "valid UTF-8"]),  # 0xff 0xfe from a shell
+])
+def test_an_out_dir_no_file_can_be_named_by_is_one_sentence(value, words):
+    from conftest import ROOT
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+
+    res = CliRunner().invoke(app, ["validate", str(ROOT / "recipes/toy2d.toml"), "--set",
+                                   value])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    for word in words:
+        assert word in res.output, res.output

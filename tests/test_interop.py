@@ -18,6 +18,7 @@ from difftk.plugins.architectures.unet import UNet
 from difftk.recipe import load_recipe
 from difftk.train.assemble import restore
 from difftk.train.runtime import make_runtime
+from difftk.train.state_record import sealed
 from difftk.train.trainer import Trainer
 
 diffusers = pytest.importorskip("diffusers")
@@ -55,7 +56,7 @@ def small_run(tmp_path_factory):
     state = json.loads((ckpt / "state.json").read_text())  # the new file's checksum
     digest = hashlib.sha256((ckpt / "ema.safetensors").read_bytes()).hexdigest()
     state["files"]["ema.safetensors"] = f"sha256:{digest}"
-    (ckpt / "state.json").write_text(json.dumps(state))
+    (ckpt / "state.json").write_text(json.dumps(sealed(state)))  # state.json's own checksum
     return out / "small"
 
 

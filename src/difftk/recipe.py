@@ -62,7 +62,25 @@ class RunSection(_Section):
         if any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise PydanticCustomError("run_name", "must not contain NUL or other control "
                                                   "characters")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError("run_name", "must be valid UTF-8") from None
         return name
+
+    @field_validator("out_dir")
+    @classmethod
+    def _a_writable_path(cls, out_dir: str) -> str:
+        """A NUL byte, or bytes that are not UTF-8 (a shell passes them through as lone
+        surrogates), can name no file difftk can create and record."""
+        if "\x00" in out_dir:
+            raise PydanticCustomError("out_dir", "must not contain a NUL byte")
+        try:
+            out_dir.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError("out_dir", "must be valid UTF-8 (it holds bytes that are "
+                                                 "not)") from None
+        return out_dir
 
     @field_validator("device")
     @classmethod

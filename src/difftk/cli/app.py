@@ -17,7 +17,6 @@ import typer
 from difftk.cli.plain_help import PlainTextCommand, PlainTextGroup
 from difftk.errors import DifftkError
 
-
 # True when difftk runs as its own process (main()), not called in-process (tests, notebooks):
 # only then may a command take a signal for the rest of the process's life.
 _standalone = [False]

@@ -27,12 +27,11 @@ def train(
              "(step, loss, images/s, ETA) on stdout every log.every steps.")] = True,
 ):
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
+    from difftk.cli.app import standalone
     from difftk.recipe import load_recipe
     from difftk.train.interrupt import phase_handlers
     from difftk.train.runtime import announce_failure, make_runtime
     from difftk.train.session import run_training
-
-    from difftk.cli.app import standalone
 
     if standalone():  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence
         phase_handlers()
