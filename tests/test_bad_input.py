@@ -326,3 +326,27 @@ def test_an_out_dir_no_file_can_be_named_by_is_one_sentence(value, words):
     assert res.exit_code != 0 and "Traceback" not in res.output
     for word in words:
         assert word in res.output, res.output
+
+
+def test_a_sparse_safetensors_file_claiming_more_than_memory_is_one_sentence(tmp_path):
+    import json
+    import os
+    import struct
+
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+    from difftk.train.assemble import available_memory
+
+    have = available_memory(torch.device("cpu"))
+    claim = (have // 4 + 2**20) * 4  # one float32 tensor just larger than memory
+    header = json.dumps({"__metadata__": {"difftk_recipe": "x", "difftk_spec": "{}"},
+                         "w": {"dtype": "F32", "shape": [claim // 4],
+                               "data_offsets": [0, claim]}}).encode()
+    path = tmp_path / "sparse.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+    os.truncate(path, 8 + len(header) + claim)  # sparse: no disk, all the claimed size
+    res = CliRunner().invoke(app, ["sample", str(path), "-o", str(tmp_path / "s.png")])
+    assert res.exit_code == 1 and "GiB of memory available" in res.output, res.output
+    assert "Traceback" not in res.output

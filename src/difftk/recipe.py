@@ -428,6 +428,30 @@ def validate_settings(data: dict, sections: dict, registry) -> tuple[dict[str, A
     return settings, problems
 
 
+def grid_problems(parts: dict[str, Any]) -> list[tuple[str, str]]:
+    """A recipe that validates must sample: the sampler's grid of noise levels on the
+    schedule must be built and fall strictly (a repeated level makes a step of length 0,
+    which multistep solvers divide by)."""
+    sampler, schedule = parts.get("sampler"), parts.get("schedule")
+    if sampler is None or schedule is None:
+        return []
+    try:
+        grid = sampler.noise_levels(schedule)
+    except DifftkError as exc:
+        return [("sampler", str(exc))]
+    except (ArithmeticError, ValueError, IndexError, RuntimeError) as exc:
+        return [("sampler", f"its grid cannot be built on this schedule ({exc})")]
+    sigma = [float(v) for v in grid.sigma]
+    if any(not (a == a) for a in sigma):
+        return [("sampler", "its grid of noise levels holds NaN on this schedule")]
+    repeats = [a for a, b in zip(sigma, sigma[1:], strict=False) if b >= a]
+    if repeats:
+        return [("sampler", f"its grid repeats or raises the noise level {repeats[0]:.4g} "
+                            f"({len(repeats)} of {len(sigma) - 1} steps have no length on this "
+                            "schedule); use fewer steps or a schedule with more levels")]
+    return []
+
+
 def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
     """Validate a parsed recipe dict; raise RecipeError listing every problem."""
     problems: list[tuple[str, str]] = []
@@ -481,6 +505,8 @@ def validate(data: dict[str, Any], registry, source: str = "recipe") -> Recipe:
                 continue
             for path, msg in found:
                 problems.append((f"{section}.{path}" if path else section, msg))
+    if not problems:
+        problems += grid_problems(parts)
     if problems:
         raise RecipeError(problems, source)
     return Recipe(settings["run"], settings["train"], settings["log"], parts)

@@ -22,6 +22,7 @@ from difftk.recipe import recipe_from_text
 from difftk.train.assemble import Restored, assemble, restore, restore_codec
 from difftk.train.checkpoint import nonfinite_tensors
 from difftk.train.state_record import SpecRecord
+from difftk.train.weights_file import refuse_oversized_file
 
 RECIPE, SPEC, KIND, STEP = "difftk_recipe", "difftk_spec", "difftk_kind", "difftk_step"
 
@@ -57,6 +58,7 @@ def _load_weights_file(path: Path, device: torch.device, use_ema: bool) -> Resto
     if not use_ema:
         raise DifftkError(f"{path}: a weights file holds one set of weights (the post-hoc "
                           f"EMA); --no-ema needs a checkpoint directory")
+    refuse_oversized_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}

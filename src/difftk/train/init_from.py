@@ -37,6 +37,9 @@ def source_weights(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
     if not path.exists():
         raise CheckpointError(f"train.init_from: {path} does not exist ({SOURCE_HELP})")
     if path.is_file():
+        from difftk.train.weights_file import refuse_oversized_file
+
+        refuse_oversized_file(path)
         try:
             return "difftk", _net_weights(load_file(str(path)))
         except (SafetensorError, OSError, ValueError) as exc:
