@@ -318,6 +318,12 @@ def test_real_full_and_read_only_disks_are_one_sentence(root, run, tmpfs):
     assert "No space left on device" in message and "\n" not in message
     found, _ = ckpt_io.newest_intact(point / "r" / "checkpoints")
     assert (found is None) == ("no intact checkpoint exists" in message)
+    for left in ckpt_io.step_dirs(point / "r" / "checkpoints"):  # what a full disk leaves
+        assert ckpt_io.checkpoint_problem(left) is None, left   # verifies, every one
+    with pytest.raises(DifftkError) as again:  # the resume on the same full disk
+        run_training(recipe(root, point, "r", "model.width=64"), make_runtime("cpu"), "auto",
+                     progress=False)
+    assert "No space left on device" in str(again.value) and "\n" not in str(again.value)
     read_only()
     with pytest.raises(DifftkError, match="Read-only file system"):
         run_training(recipe(root, point, "other"), make_runtime("cpu"), progress=False)

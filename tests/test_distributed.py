@@ -5,6 +5,7 @@ into micro-batches (docs/distributed.md); only rank 0 writes; a 2-process checkp
 resumes on 1 process; a rank that raises ends the group with a sentence.
 """
 
+import json
 import os
 import re
 import shutil
@@ -242,3 +243,27 @@ def test_a_failing_rank_zero_keeps_what_it_logged(tmp_path):
 
     hparams, metrics = _hparams(tmp_path / "fail0")
     assert hparams and "loss/train" in metrics
+
+
+def test_a_rank_killed_by_sigkill_leaves_the_other_a_sentence_not_a_traceback(tmp_path):
+    from test_run_lock import wait_for_lock
+
+    command, env = _torchrun_command(tmp_path, "killed", "train.steps=100000")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env, start_new_session=True)
+    lock = tmp_path / "killed" / "train.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.read_text().strip()):
+        time.sleep(0.2)
+    rank0 = json.loads(lock.read_text())["pid"]
+    wait_for_lock(lock, rank0)
+    time.sleep(2.0)  # both ranks in their steps
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+    other = next(int(p) for p in children if int(p) != rank0)
+    os.kill(other, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    ours = [line for line in err.splitlines() if line.startswith(("[rank0]", "error:"))]
+    assert any("another process of the group ended" in line for line in ours), err[-3000:]
+    assert not any("Traceback" in line for line in ours), err[-3000:]

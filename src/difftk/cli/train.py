@@ -30,7 +30,7 @@ def train(
     from difftk.cli.app import standalone
     from difftk.recipe import load_recipe
     from difftk.train.interrupt import phase_handlers
-    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.train.runtime import announce_failure, make_runtime, peer_loss_reason, peer_lost
     from difftk.train.session import run_training
 
     if standalone():  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence
@@ -45,7 +45,14 @@ def train(
         mode = "auto" if resume_or_start else "yes" if resume else "no"
         trainer, grid = run_training(r, runtime, mode, progress)  # locked, SIGTERM-safe
         elapsed = time.perf_counter() - t0
-    except DifftkError as exc:  # under torchrun the sentence names the failing rank
+    except (DifftkError, RuntimeError) as exc:  # under torchrun the sentence names the rank
+        if not isinstance(exc, DifftkError):
+            if runtime is None or not runtime.distributed or not peer_lost(exc):
+                raise
+            exc = DifftkError(
+                "another process of the group ended while this one waited for it ("
+                f"{peer_loss_reason(exc)}); the run stops here, and --resume continues it "
+                "from its last checkpoint")
         error = announce_failure(exc, runtime)
         if runtime is None or not runtime.distributed:
             raise error from None

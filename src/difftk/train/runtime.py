@@ -148,6 +148,30 @@ def make_runtime(device: str = "auto", distributed: bool = False) -> Runtime:
     return Runtime(dev, dist.get_rank(), dist.get_world_size(), distributed=True)
 
 
+PEER_LOSS_WORDS = ("Connection reset", "Connection closed", "Broken pipe", "Socket Timeout",
+                   "connection refused", "NCCL communicator was aborted", "gloo")
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether a collective failed because another process of the group is gone (killed by
+    SIGKILL, the OOM killer or a node failure), as gloo and NCCL report it."""
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(w.lower() in str(exc).lower()
+                                                 for w in PEER_LOSS_WORDS)
+
+
+def peer_loss_reason(exc: BaseException) -> str:
+    """The words of the backend's message that say what happened, without its source paths."""
+    text = str(exc)
+    for word in PEER_LOSS_WORDS:
+        at = text.lower().find(word.lower())
+        if at >= 0 and word != "gloo":
+            end = text.find(".", at)
+            return text[at:end if end > 0 else None].strip()
+    return type(exc).__name__
+
+
 def announce_failure(exc: DifftkError, runtime: Runtime | None) -> DifftkError:
     """The error as this process reports it: under torchrun, its sentence names the rank.
 

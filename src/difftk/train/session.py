@@ -23,10 +23,17 @@ from difftk.train.runtime import Runtime
 Resume = Literal["no", "yes", "auto"]
 
 
-def os_error_sentence(exc: OSError) -> DifftkError:
-    """``runs/x/checkpoints: Not a directory`` rather than a traceback."""
-    where = exc.filename if exc.filename is not None else "a file of the run"
-    return DifftkError(f"{where}: {exc.strerror or exc}")
+def os_error_sentence(exc: OSError, run_dir: Path | None = None) -> DifftkError:
+    """``runs/x/checkpoints: Not a directory`` rather than a traceback; a full disk also
+    says which checkpoint a resume would continue from."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else \
+        f"{run_dir} (writing its logs)" if run_dir is not None else "a file of the run"
+    message = f"{where}: {exc.strerror or exc}"
+    if exc.errno == errno.ENOSPC and run_dir is not None:
+        message += f"; {ckpt_io.describe_intact(run_dir / 'checkpoints')}"
+    return DifftkError(message)
 
 
 def run_training(recipe: Recipe, runtime: Runtime, resume: Resume = "no",
@@ -59,7 +66,7 @@ def run_training(recipe: Recipe, runtime: Runtime, resume: Resume = "no",
             if lock is not None:
                 lock.release()
     except OSError as exc:
-        raise os_error_sentence(exc) from None
+        raise os_error_sentence(exc, run_dir) from None
     return trainer, grid
 
 

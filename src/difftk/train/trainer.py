@@ -64,6 +64,9 @@ class Trainer:
                               self.batches)
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
+            if runtime.is_main:  # which checkpoint, after a fall-back past a damaged one too
+                print(f"difftk: resuming from {resume_from.path} (step {resume_from.step})",
+                      file=sys.stderr)
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective,
                                recipe.parts["sampler"], self.data, self.spec, runtime,
                                lockstep=runtime.distributed and recipe.train.strategy == "fsdp",
