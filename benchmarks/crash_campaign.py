@@ -99,12 +99,19 @@ def state_bit_flips(out: Path, flips: int = 200) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-kills", action="store_true",
+                        help="only the damage of a finished run's checkpoint (minutes, not hours)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="difftk-crash-"))
     out.mkdir(parents=True, exist_ok=True)
     zygote = Zygote(ROOT / "src")
+    survived = tried = 0
+    failures: list[str] = []
     try:
-        survived, tried, failures = kills(zygote, out)
+        if args.no_kills:
+            assert zygote.run(train_args(out, "ref"), out / "ref.log")["rc"] == 0
+        else:
+            survived, tried, failures = kills(zygote, out)
     finally:
         zygote.close()
     detected, damaged, missed = corruptions(out)

@@ -350,3 +350,17 @@ def test_a_sparse_safetensors_file_claiming_more_than_memory_is_one_sentence(tmp
     res = CliRunner().invoke(app, ["sample", str(path), "-o", str(tmp_path / "s.png")])
     assert res.exit_code == 1 and "GiB of memory available" in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path):
+    from conftest import ROOT
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+
+    # mlp 30000 wide x 10 deep: 9e9 parameters, 36 GB of weights, 180 GB to train
+    res = CliRunner().invoke(app, ["train", str(ROOT / "recipes/toy2d.toml"), "--no-progress",
+                                   "--set", f'run.out_dir="{tmp_path}"', "--set",
+                                   "model.width=30000", "--set", "model.depth=10"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "GiB of weights" in res.output and "memory available" in res.output, res.output

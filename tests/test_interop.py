@@ -195,3 +195,17 @@ def test_diffusers_unet2d_trains_exports_and_fine_tunes(root, tmp_path, registry
     again = Trainer(tuned, make_runtime("cpu"), progress=False)
     for k, v in unet.state_dict().items():
         assert torch.equal(again.model.net.unet.state_dict()[k], v), k
+
+
+def test_the_export_writes_the_recipes_grid_and_sample_carries_clipping_to_ddim(tmp_path):
+    from pathlib import Path
+
+    from difftk.interop.scheduler_config import scheduler_config
+    from difftk.recipe import sampler_with_overrides
+
+    root = Path(__file__).resolve().parent.parent
+    r = _recipe(root, tmp_path, "x")  # ddpm.toml: a linspace grid that clips
+    assert r.parts["sampler"].grid == "linspace" and r.parts["sampler"].clip_denoised
+    assert scheduler_config(r.parts, "0.30")["timestep_spacing"] == "linspace"
+    ddim = sampler_with_overrides(r, "ddim", 50)
+    assert ddim.name == "ddim" and ddim.clip_denoised and ddim.grid == "linspace"

@@ -23,3 +23,16 @@ def test_run_figures_draw_for_shipped_recipes(root, name):
             assert image.std() > 0  # something was drawn
             tags.append(tag)
     assert {"schedule", "noise_sampling", "weight"} <= set(tags)
+
+
+def test_grids_of_small_images_are_upscaled_by_nearest_neighbour_to_be_seen():
+    import torch
+
+    from difftk.eval.figures import image_grid
+
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    grid = image_grid(x)  # 2 x 2 tiles of 8 px with 1 px gaps, times 4
+    assert grid.shape == ((2 * 9 + 1) * 4, (2 * 9 + 1) * 4, 3)
+    tile = grid[4:36, 4:36, 0]  # the first image, each pixel a 4 x 4 block
+    assert (tile == tile[::4, ::4].repeat(4, 0).repeat(4, 1)).all()
+    assert image_grid(torch.zeros(1, 3, 64, 64)).shape[0] == 66  # 32 px and up: as they are

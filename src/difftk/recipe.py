@@ -292,6 +292,22 @@ def _split_override(item: str) -> tuple[list[str], Any] | str:
     return path, parse_value(raw.strip())
 
 
+def _carried(section: str, new_name, old: dict) -> set[str]:
+    """Settings a sampler switch keeps: those the new sampler declares too (steps, grid,
+    guidance, clip_denoised, ...), so ``--sampler ddim`` on a recipe that clips keeps
+    clipping. Other sections start afresh: a field of one architecture or schedule shares
+    a name, not a meaning, with another's."""
+    if section != "sampler" or not isinstance(new_name, str):
+        return set()
+    from difftk.registry import default_registry
+
+    try:
+        fields = default_registry().get(BY_SECTION[section].name, new_name).cls.model_fields
+    except DifftkError:
+        return set()
+    return {k for k in old if k != "name" and k in fields}
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str],
                     dropped: list[str] | None = None) -> list[tuple[str, str]]:
     """Apply "section.key=value" overrides in place; return problems as (path, sentence)."""
@@ -311,11 +327,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str],
             problems.append((section, "is not a section"))
             continue
         if path[1:] == ["name"] and section in BY_SECTION and target.get("name") != value:
-            old = [k for k in target if k != "name"]
+            shared = _carried(section, value, target)
+            old = [k for k in target if k != "name" and k not in shared]
             if old and dropped is not None:
                 dropped.append(f"{section}: {', '.join(old)} (parameters of "
                                f"{target.get('name')})")
+            kept = {k: target[k] for k in shared}
             target.clear()
+            target.update(kept)
         for depth, key in enumerate(path[1:-1], start=1):
             target = target.setdefault(key, {})
             if not isinstance(target, dict):

@@ -107,6 +107,9 @@ def _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidanc
     if label and not all(0 <= k < classes for k in label):
         raise DifftkError(f"--label must lie in 0..{classes - 1}")
     chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
+    if runtime.is_main:  # what will run, after --sampler carried what it shares
+        settings = ", ".join(f"{k}={v}" for k, v in chosen.params().items())
+        typer.echo(f"sampler {chosen.name}: {settings}", err=True)
     cycle = None
     if classes and chosen.guidance != 0:  # guidance 0 samples unconditionally
         cycle = list(label) if label else list(range(classes))

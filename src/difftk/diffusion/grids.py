@@ -100,35 +100,31 @@ def log_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     return torch.cat([log.exp(), torch.zeros(1, dtype=torch.float64)])
 
 
-def _round_half_even(num: int, den: int) -> int:
-    """num / den rounded to the nearest integer, ties to even (numpy's and Python's round),
-    in exact integer arithmetic."""
-    q, r = divmod(num, den)
-    if 2 * r > den or (2 * r == den and q % 2):
-        q += 1
-    return q
-
-
 def table_timesteps(spacing: str, T: int, n: int) -> Tensor:
     """n integer steps in 1..T, decreasing, by a diffusers ``timestep_spacing`` (float64).
 
-    In diffusers' 0-based index i = t - 1 (DDPMScheduler / DDIMScheduler ``set_timesteps``):
-    linspace: i = round(k (T - 1) / (n - 1)), also improved-diffusion's ``space_timesteps``
-    with one section; leading: i = k floor(T / n) (steps_offset 0); trailing:
-    i = round(T - k T / n) - 1, which starts at t = T. The references round floats half to
-    even; here the same rule runs on exact fractions, so a .5 tie is a tie (in floats,
-    k (T - 1) / (n - 1) or T - k T / n may land either side of it).
+    Computed as diffusers' DDPMScheduler / DDIMScheduler ``set_timesteps`` compute them, in
+    numpy float64 (0-based index i = t - 1), so difftk and diffusers pick the same steps for
+    every n, float rounding included:
+    linspace: ``np.linspace(0, T - 1, n).round()``; leading: ``np.arange(0, n) * (T // n)``
+    (steps_offset 0); trailing: ``np.round(np.arange(T, 0, -T / n)) - 1``, which starts at
+    t = T. improved-diffusion's ``space_timesteps`` with one section is linspace in exact
+    arithmetic; its running float sum rounds the other way for 278 of the 1000 step counts
+    (by one step; tests/test_timestep_spacing.py).
     """
+    import numpy as np
+
     n = min(n, T)
     if spacing == "linspace":
-        index = [0] if n == 1 else [_round_half_even(k * (T - 1), n - 1) for k in range(n)]
+        index = np.linspace(0, T - 1, n).round()
     elif spacing == "leading":
-        index = [k * (T // n) for k in range(n)]
+        index = (np.arange(0, n) * (T // n)).round()
     elif spacing == "trailing":
-        index = [_round_half_even((n - k) * T, n) - 1 for k in range(n)]
+        index = np.round(np.arange(T, 0, -T / n)) - 1
     else:
         raise ValueError(f"unknown spacing {spacing!r}")
-    return torch.tensor(sorted(set(index), reverse=True), dtype=torch.float64) + 1
+    steps = sorted({int(i) for i in index}, reverse=True)
+    return torch.tensor(steps, dtype=torch.float64) + 1
 
 
 def _from_times(schedule, t: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -22,6 +22,14 @@ def _plain_linear(schedule) -> bool:
             and not schedule.rescale_to_T)
 
 
+TABLE_SPACINGS = ("linspace", "leading", "trailing")
+
+
+def _spacing(sampler) -> str:
+    grid = getattr(sampler, "grid", None)
+    return grid if grid in TABLE_SPACINGS else "leading"
+
+
 def scheduler_config(parts: dict[str, Any], diffusers_version: str) -> dict[str, Any]:
     """A DDPMScheduler config (DDIMScheduler and the others read it too) for a recipe's parts."""
     schedule, target, variance = parts["schedule"], parts["target"], parts["variance"]
@@ -43,7 +51,9 @@ def scheduler_config(parts: dict[str, Any], diffusers_version: str) -> dict[str,
         # difftk's samplers clamp x0 only when asked (clip_denoised); diffusers' default is on.
         "clip_sample": bool(getattr(parts.get("sampler"), "clip_denoised", False)),
         "clip_sample_range": 1.0,
-        "timestep_spacing": "leading",
+        # the recipe's own grid when it is a table spacing diffusers knows (the same steps:
+        # diffusion/grids.py table_timesteps); diffusers' default otherwise
+        "timestep_spacing": _spacing(parts.get("sampler")),
         "steps_offset": 0,
     }
     if _plain_linear(schedule):  # google/ddpm-cifar10-32's own form

@@ -87,10 +87,10 @@ def refuse_oversized(model_part, spec: DataSpec, device: torch.device, copies: i
     weights = sum(p.numel() * p.element_size() for p in probe.parameters())
     need, have = weights * copies, available_memory(device)
     if have is not None and need > have:
-        from difftk.errors import RecipeError
+        from difftk.errors import DifftkError
 
-        raise RecipeError(
-            f"the {model_part.name} network has {weights / 4:,.0f} parameters "
+        raise DifftkError(
+            f"model: the {model_part.name} network has {weights / 4:,.0f} parameters "
             f"({weights / 2**30:.1f} GiB of weights; {need / 2**30:.1f} GiB with "
             f"{'gradients, optimizer moments and EMA' if copies > 1 else 'nothing else'}), "
             f"more than the {have / 2**30:.1f} GiB {device.type} memory available")

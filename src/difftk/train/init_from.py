@@ -31,7 +31,7 @@ def _net_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def source_weights(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
     """("difftk" | "diffusers", the network weights) read from PATH."""
-    from difftk.train.checkpoint import load_checkpoint
+    from difftk.train.checkpoint import load_checkpoint, nonfinite_tensors
 
     path = Path(path)
     if not path.exists():
@@ -41,16 +41,25 @@ def source_weights(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
 
         refuse_oversized_file(path)
         try:
-            return "difftk", _net_weights(load_file(str(path)))
+            weights = _net_weights(load_file(str(path)))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"train.init_from: {path} is not a safetensors file "
                                   f"({exc})") from None
+        bad = nonfinite_tensors(weights)
+        if bad:
+            raise CheckpointError(f"train.init_from: {path}: {len(bad)} of {len(weights)} "
+                                  f"tensors hold NaN or inf (e.g. {bad[0]})")
+        return "difftk", weights
     if is_diffusers_folder(path):
         return "diffusers", read_weights(path)
     try:
         ck = load_checkpoint(path)
     except CheckpointError:
         raise CheckpointError(f"train.init_from: {path} holds no weights ({SOURCE_HELP})") from None
+    bad = nonfinite_tensors(ck.tensors["ema"])
+    if bad:
+        raise CheckpointError(f"train.init_from: {ck.path}: {len(bad)} EMA tensors hold NaN "
+                              f"or inf (e.g. {bad[0]})")
     return "difftk", _net_weights(ck.tensors["ema"])
 
 
