@@ -29,8 +29,6 @@ import torch
 from difftk.analysis.trained_run import TrainedRun
 from difftk.diffusion.levels import Levels, broadcast
 
-GRADIENT_TARGETS = ("x0", "eps", "v", "edm")
-
 
 def regression_factor(target, levels: Levels) -> torch.Tensor:
     """k with (error of what the network regresses)^2 = k (x0 error)^2, per level [B]."""

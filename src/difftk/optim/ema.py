@@ -131,12 +131,6 @@ class EmaModel:
         return {f"{name}/{k}": v for name, _ in self.tracks[1:]
                 for k, v in self.shadows[name].state_dict().items()}
 
-    def load_extra_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, _ in self.tracks[1:]:
-            prefix = f"{name}/"
-            self.shadows[name].load_state_dict(
-                {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-
     def snapshot(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
         """The raw weights ("model") and every tracked profile, for post-hoc EMA."""
         out = {"model": model.state_dict()}

@@ -98,14 +98,17 @@ def refuse_oversized(model_part, spec: DataSpec, device: torch.device, copies: i
 
 def assemble(recipe: Recipe, spec: DataSpec, device: torch.device,
              training: bool = False) -> Assembly:
-    """Build the network and bind the recipe's parts around it (refused before allocation
-    when it cannot fit: ``training`` counts gradients, optimizer moments and EMA too)."""
+    """Build the network and bind the recipe's parts around it; for ``training``, a network
+    whose weights, gradients, optimizer moments and EMA cannot fit is refused before
+    allocation."""
     p = recipe.parts
     torch.manual_seed(recipe.run.seed)  # network initialisation is part of the run's seed
     # The [augment] pipeline's label count is the network's augment_dim (data/augment.py).
     spec = replace(spec, augment_dim=p["augment"].label_dim())
-    refuse_oversized(p["model"], spec, device, TRAINING_COPIES if training else 1)
-    torch.manual_seed(recipe.run.seed)
+    if training:  # the probe's first meta build costs a second of start-up; sampling and
+        # evaluation rebuild a network that trained on this machine class
+        refuse_oversized(p["model"], spec, device, TRAINING_COPIES)
+        torch.manual_seed(recipe.run.seed)
     net = p["model"].build(spec).to(device)
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
     objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])

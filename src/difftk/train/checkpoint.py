@@ -47,8 +47,6 @@ from difftk.errors import CheckpointError, TrainingDivergedError
 from difftk.train.state_record import sealed, state_digest, state_problem
 
 FILES = ("model", "ema", "optimizer", "rng")
-# What sampling and evaluation need: no optimizer, no random streams.
-WEIGHTS_ONLY = ("model", "ema")
 # The random streams a resumed run restores (RunState._rng_tensors); torch_cuda is optional.
 RNG_STREAMS = ("torch_cpu", "batches.drawn")
 # Reads of a run's newest checkpoint retried when training pruned what was being read.

@@ -36,11 +36,6 @@ class TrainingInterrupted(DifftkError):
         super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
 
 
-def interrupted() -> int | None:
-    """The first signal received inside ``graceful_interrupts``, or None."""
-    return _received[0] if _received else None
-
-
 def stop_if_interrupted(runtime=None) -> None:
     """Raise TrainingInterrupted once a signal came. With a runtime, every process agrees
     (one all-reduce of a flag per step under torchrun), so all stop after the same step
