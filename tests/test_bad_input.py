@@ -364,3 +364,13 @@ def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_p
                                    "model.width=30000", "--set", "model.depth=10"])
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert "GiB of weights" in res.output and "memory available" in res.output, res.output
+
+
+def test_a_recipe_whose_sampler_grid_repeats_a_level_does_not_validate():
+    from conftest import ROOT
+
+    with pytest.raises(RecipeError) as exc:  # T = 1: every one of 20 steps lands on one level
+        load_recipe(ROOT / "recipes/ddpm.toml", ["schedule.rescale_to_T=1",
+                                                  "schedule.beta_end=0.4176",
+                                                  'sampler.name="dpmpp_2m"'], warn=False)
+    assert "grid repeats or raises the noise level" in str(exc.value)
