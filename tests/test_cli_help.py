@@ -88,3 +88,15 @@ def test_help_paragraphs_flow_to_the_terminal_width():
     assert result.exit_code == 0, result.output
     assert any("recipe fields that differ; the curves are" in line
                for line in result.stdout.splitlines())
+
+
+def test_no_help_page_cuts_a_word_on_an_80_column_terminal():
+    """A word longer than its column is cut with an ellipsis by the help renderer; every
+    character of every help page must show on a common terminal."""
+    cut = []
+    for path, _ in _commands(typer.main.get_command(app)):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (path, result.output)
+        cut += [f"difftk {' '.join(path)}: {line.strip()}" for line in result.stdout.splitlines()
+                if "…" in line]
+    assert not cut, "\n".join(cut)

@@ -75,7 +75,7 @@ app = DifftkTyper(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="SECTION.FIELD=VALUE",
-    help="Override a recipe field, e.g. --set weight.name=min_snr --set weight.gamma=5. "
+    help="Override a recipe field, e.g. --set train.steps=500 --set ema.beta=0.99. "
          "Values are read as TOML (numbers, true/false, [lists], \"strings\"). Repeatable.")]
 
 

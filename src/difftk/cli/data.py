@@ -85,7 +85,7 @@ def pack(
                     "which they must then share).")] = None,
     center_crop: Annotated[bool, typer.Option(
         help="With --resolution: scale the shorter side and crop the centre "
-             "(--no-center-crop: stretch).")] = True,
+             "(the no- form of this option stretches instead).")] = True,
     channels: Annotated[int | None, typer.Option(
         min=1, max=3, help="3: RGB, 1: greyscale (image files; default 3).")] = None,
     kind: Annotated[str | None, typer.Option(
@@ -164,8 +164,8 @@ def encode(
         "The images to encode: a packed set, a folder, an EDM zip, or any source "
         "`difftk data pack` reads."))],
     latents: Annotated[Path, typer.Option(
-        help="A TOML file whose [latents] section names the codec, e.g. "
-             "recipes/latents/sd_vae.toml (a whole recipe works too).")],
+        help="A TOML file whose [latents] section names the codec, as the files of "
+             "recipes/latents/ do (a whole recipe works too).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the latent set (encoding "
                                       "again into it resumes).")],
     resolution: Annotated[int | None, typer.Option(

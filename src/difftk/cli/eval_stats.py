@@ -13,8 +13,8 @@ from difftk.errors import DifftkError
 
 METRICS_HELP = ("Comma list of fid, sfid, is, prdc, fd_dinov2 (fid, sfid, is and prdc need "
                 "--weights; fd_dinov2 needs --dinov2).")
-WEIGHTS_HELP = ("pytorch-fid's Inception weights, pt_inception-2015-12-05-6726825d.pth "
-                "(docs/evaluation.md says where it comes from; nothing downloads).")
+WEIGHTS_HELP = ("The Inception weights file of pytorch-fid (docs/evaluation.md names it and "
+                "says where it comes from; nothing downloads).")
 DINOV2_HELP = ("A folder holding DINOv2 ViT-L/14 as transformers saves it "
                "(save_pretrained), for fd_dinov2.")
 CONVENTION_HELP = ("How images are resized and scaled for Inception: tf (TF FID, ADM, EDM, "

@@ -25,7 +25,7 @@ def memory(
                       "cannot measure it.")] = 4.0,
     world_size: Annotated[int, typer.Option(
         min=1, help="Processes (devices) the run spreads over: the budget is per device, "
-                    "with train.strategy and train.grad_accumulation.")] = 1,
+                    "split by the recipe's train strategy and gradient accumulation.")] = 1,
 ):
     """Print the memory budget (weights, gradients, optimizer moments, activations) and the measured peak."""
     from difftk.recipe import load_recipe
