@@ -167,3 +167,57 @@ def test_time_limit_stops_early_with_checkpoint_and_samples(root, tmp_path):
     assert 0 < trainer.step < 100000
     assert grid.is_file()
     assert (tmp_path / "timed" / "checkpoints" / f"{trainer.step:08d}").is_dir()
+
+
+# Parameters that make each schedule change within the 20 steps of the test (every one a
+# different curve); a schedule added to difftk must be added here to be tested.
+SCHEDULE_SETTINGS = {
+    "constant": [],
+    "linear_warmup": ["lr_schedule.warmup_steps=8"],
+    "cosine": ["lr_schedule.warmup_steps=4", "lr_schedule.min_lr_ratio=0.1"],
+    "linear_decay": ["lr_schedule.warmup_steps=4"],
+    "step": ["lr_schedule.step_size=7", "lr_schedule.gamma=0.5", "lr_schedule.warmup_steps=3"],
+    "inverse_sqrt": ["lr_schedule.ref_batches=5", "lr_schedule.warmup_kimg=0.5"],
+}
+
+
+def test_every_lr_schedule_is_tested_for_resume(registry):
+    assert set(registry.names("lr_schedules")) == set(SCHEDULE_SETTINGS)
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULE_SETTINGS))
+def test_resume_is_bit_identical_on_every_lr_schedule(root, tmp_path, schedule, monkeypatch):
+    """A 20-step run stopped by SIGTERM after step 10 and resumed ends where the
+    uninterrupted run ends, on every schedule's curve (the factor is a function of the step
+    and the budget, both restored)."""
+    import signal
+
+    from difftk.train import interrupt
+    from difftk.train.interrupt import TrainingInterrupted
+    from difftk.train.session import run_training
+
+    sets = [f'lr_schedule.name="{schedule}"', *SCHEDULE_SETTINGS[schedule], "model.width=16",
+            "train.batch_size=32", "log.every=5", "log.checkpoint_every=0",
+            "log.num_samples=4", "sampler.steps=2", "log.val_every=0", "log.tensorboard=false",
+            "train.steps=20"]
+    run_training(toy_recipe(root, tmp_path, "whole", *sets), make_runtime("cpu"),
+                 progress=False)
+    periodic = Trainer._periodic
+
+    def sigterm_after_step_10(self, *args, **kwargs):
+        out = periodic(self, *args, **kwargs)
+        if self.step == 10:
+            interrupt._received.append(signal.SIGTERM)  # as the handler records a signal
+        return out
+
+    monkeypatch.setattr(Trainer, "_periodic", sigterm_after_step_10)
+    with pytest.raises(TrainingInterrupted):
+        run_training(toy_recipe(root, tmp_path, "split", *sets), make_runtime("cpu"),
+                     progress=False)
+    monkeypatch.undo()
+    run_training(toy_recipe(root, tmp_path, "split", *sets), make_runtime("cpu"), "yes",
+                 progress=False)
+    a, b = _final_tensors(tmp_path / "whole"), _final_tensors(tmp_path / "split")
+    for group in a:
+        for key in a[group]:
+            assert torch.equal(a[group][key], b[group][key]), (schedule, group, key)
