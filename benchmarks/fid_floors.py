@@ -17,27 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
+from data_throughput import cpu_model
 
 from difftk.data.items import in_memory
 from difftk.eval.metrics import pixel_fid
 from difftk.registry import default_registry
 
 OUT = Path(__file__).parent / "results" / "fid_floors.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> dict:

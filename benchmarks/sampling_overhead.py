@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from fid_floors import cpu_model
+from data_throughput import cpu_model
 from typer.testing import CliRunner
 
 from difftk.cli import app

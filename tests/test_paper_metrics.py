@@ -187,17 +187,25 @@ def test_reference_files_round_trip_in_every_format(tmp_path):
 
 
 def test_an_adm_reference_batch_gives_precision_recall_from_its_images(weights, tmp_path):
-    images = _u8(6, 12).permute(0, 2, 3, 1).numpy()
+    images = _u8(6, 12)
     samples = _u8(7, 12)
-    np.savez(tmp_path / "adm_ref.npz", arr_0=images, mu=np.zeros(2048), sigma=np.eye(2048))
+    np.savez(tmp_path / "adm_ref.npz", arr_0=images.permute(0, 2, 3, 1).numpy(),
+             mu=np.zeros(2048), sigma=np.eye(2048))
     np.savez(tmp_path / "samples.npz", arr_0=samples.permute(0, 2, 3, 1).numpy())
-    res = runner.invoke(app, ["eval", str(tmp_path / "samples.npz"), "--ref",
-                              str(tmp_path / "adm_ref.npz"), "--weights", str(weights),
-                              "--metrics", "prdc", "--json"])
-    assert res.exit_code == 0, res.output
-    got = json.loads(res.output[res.output.index("{"):])["metrics"]
-    assert set(got) == {"precision", "recall", "density", "coverage"}
-    assert all(0 <= v for v in got.values())
+    # the same reference images as a folder, through eval-stats' pool features
+    made = runner.invoke(app, ["eval-stats", str(_png_dir(tmp_path / "ref", images)), "-o",
+                               str(tmp_path / "ref.npz"), "--weights", str(weights),
+                               "--metrics", "prdc"])
+    assert made.exit_code == 0, made.output
+    scores = []
+    for ref in ("adm_ref.npz", "ref.npz"):
+        res = runner.invoke(app, ["eval", str(tmp_path / "samples.npz"), "--ref",
+                                  str(tmp_path / ref), "--weights", str(weights),
+                                  "--metrics", "prdc", "--json"])
+        assert res.exit_code == 0, res.output
+        scores.append(json.loads(res.output[res.output.index("{"):])["metrics"])
+    assert set(scores[0]) == {"precision", "recall", "density", "coverage"}
+    assert scores[0] == scores[1]  # arr_0's points are the images' own features
 
 
 def test_samples_as_npz_score_as_their_png_files(folders, weights, tmp_path):

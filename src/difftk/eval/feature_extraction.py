@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from difftk.data.packed import file_sha256
 from difftk.errors import DifftkError
 from difftk.eval.feature_moments import FeatureMoments, rows_in_index_order
 
@@ -63,14 +64,6 @@ class FeatureNetworks:
         return {k: v.float().cpu() for k, v in out.items()}
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def load_networks(metrics: list[str], device: torch.device, weights: Path | None = None,
                   dinov2: Path | None = None, convention: str = "tf") -> FeatureNetworks:
     """The Inception network from ``weights`` (pytorch-fid's pt_inception file) when a metric
@@ -90,7 +83,7 @@ def load_networks(metrics: list[str], device: torch.device, weights: Path | None
                               "the Inception weights: --weights "
                               "pt_inception-2015-12-05-6726825d.pth (see docs/evaluation.md)")
         inception = load_feature_network("inception", Path(weights)).to(device)
-        identity["inception"] = _file_digest(Path(weights))
+        identity["inception"] = file_sha256(Path(weights))[:16]
     if "fd_dinov2" in metrics:
         if dinov2 is None:
             raise DifftkError("fd_dinov2 needs a saved DINOv2 model: --dinov2 FOLDER "
