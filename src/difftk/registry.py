@@ -47,6 +47,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.weights",
     "difftk.plugins.noise_sampling",
     "difftk.plugins.samplers",
+    "difftk.plugins.flow_samplers",
     "difftk.plugins.variance",
     "difftk.plugins.losses",
     "difftk.plugins.precision",

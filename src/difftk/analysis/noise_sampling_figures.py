@@ -104,7 +104,9 @@ def run_noise_sampling_figure(recipe) -> list[tuple[str, np.ndarray]]:
     """The run's distribution on the run's schedule (TensorBoard at start)."""
     sampler, schedule = recipe.parts["noise_sampling"], recipe.parts["schedule"]
     lo, hi = schedule.sigma_edm_range()
-    axis = (min(lo, SIGMA_RANGE[0]), max(min(hi, 1e4), SIGMA_RANGE[1]))
+    # A flow path starts at the data (sigma 0), which a log axis cannot show.
+    axis = (min(lo, SIGMA_RANGE[0]) if lo > 0 else SIGMA_RANGE[0],
+            max(min(hi, 1e4), SIGMA_RANGE[1]))
     draws = draw_log_sigma(sampler.name, sampler, schedule, n=200_000, sigma_range=axis)
     return [("noise_sampling", draw_histograms(
         [draws], title=f"noise_sampling = {sampler.name} on schedule = {schedule.name}",

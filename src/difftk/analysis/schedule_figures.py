@@ -83,7 +83,9 @@ def draw_schedules(curves: list[ScheduleCurve], title: str = "") -> np.ndarray:
         color = colors.setdefault(c.label, palette(len(colors) % palette.N))
         style = "--" if c.variant else "-"
         label = f"{c.label} (zero terminal SNR)" if c.variant else c.label
-        ls = np.maximum(np.nan_to_num(c.log_snr, neginf=LOG_SNR_FLOOR), LOG_SNR_FLOOR)
+        # +-inf (pure noise; a flow path's data end) drawn at the floor and its mirror.
+        ls = np.clip(np.nan_to_num(c.log_snr, neginf=LOG_SNR_FLOOR, posinf=-LOG_SNR_FLOOR),
+                     LOG_SNR_FLOOR, -LOG_SNR_FLOOR)
         ax_snr.plot(c.fraction, ls, style, color=color, label=label, lw=1.4)
         ax_alpha.plot(c.fraction, c.alpha, style, color=color, label=label, lw=1.4)
     ax_snr.set_ylim(bottom=LOG_SNR_FLOOR)

@@ -131,6 +131,7 @@ def run_weight_figure(recipe) -> list[tuple[str, np.ndarray]]:
     target = parts["target"].bind(schedule)  # targets like `mean` need the schedule's table
     lo, hi = schedule.sigma_edm_range()
     hi = min(hi, 1e4)  # zero terminal SNR: stop at logSNR = -18
+    lo = max(lo, 1e-4)  # a flow path starts at the data: stop at logSNR = 18
     log_snr_range = (-2 * float(np.log(hi)), -2 * float(np.log(lo)))
     curve = weight_curve(weighting.name, weighting, {target.name: target}, schedule, log_snr_range)
     lo_t, hi_t = schedule.time_range()

@@ -7,7 +7,8 @@ and EDM's sigma_edm = sigma / alpha. Kinds (a parameter of every sampler):
 - ``karras``: Karras et al. 2022 eq. 5, uniform in sigma_edm^(1/rho) (rho = 7).
 - ``log_sigma``: uniform in log sigma_edm (k-diffusion's ``get_sigmas_exponential``).
 - ``uniform_t``: uniform on the schedule's own time axis (t in [1, T] for a t-space
-  schedule, u in [0, 1] for a sigma-space one), from its noisy end to its clean end.
+  schedule, u in [0, 1] for a sigma-space one or a flow path), from its noisy end to its
+  clean end (``uniform_times``).
 - ``linspace`` / ``leading`` / ``trailing``: the integer-step spacings of a t-space
   schedule's table (diffusers ``timestep_spacing``; Lin et al. 2024 Table 2). ``linspace``
   is also Nichol & Dhariwal's respacing with one section. ``trailing`` always includes
@@ -127,6 +128,29 @@ def table_timesteps(spacing: str, T: int, n: int) -> Tensor:
     return torch.tensor(steps, dtype=torch.float64) + 1
 
 
+def axis_starts_clean(schedule) -> bool:
+    """Whether the schedule's time axis begins at noise level zero (flow paths: t = 0 is x0)."""
+    t_lo = schedule.time_range()[0]
+    _, sigma_lo = schedule.alpha_sigma(torch.tensor([t_lo], dtype=torch.float64))
+    return float(sigma_lo[0]) == 0.0
+
+
+def uniform_times(schedule, n: int) -> Tensor:
+    """n times uniform on the schedule's axis from its noisy end toward its clean end.
+
+    Where the axis ends at noise level zero (flow paths: t = 0 is the data) that end is the
+    grid's clean level, not a noisy one, so the n levels are linspace(1, 0, n + 1)[:-1]:
+    diffusers' FlowMatchEulerDiscreteScheduler grid (1, ..., 1/n) and SiT's ODE grid.
+    Otherwise both ends are noisy levels (t = T .. 1, u = 1 .. 0 of a sigma range).
+    """
+    t_lo, t_hi = schedule.time_range()
+    if axis_starts_clean(schedule):
+        return torch.linspace(t_hi, t_lo, n + 1, dtype=torch.float64)[:-1]
+    if n == 1:
+        return torch.tensor([t_hi], dtype=torch.float64)
+    return torch.linspace(t_hi, t_lo, n, dtype=torch.float64)
+
+
 def _from_times(schedule, t: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     alpha, sigma = schedule.alpha_sigma(t)
     return alpha.double(), sigma.double(), (t if schedule.has_table else None)
@@ -151,9 +175,7 @@ def make_grid(kind: str, schedule, n: int, sigma_min: float = 0.002, sigma_max: 
         sigma_edm = s[:-1]
     else:
         if kind == "uniform_t":
-            t_lo, t_hi = schedule.time_range()
-            times = torch.linspace(t_hi, t_lo, n, dtype=torch.float64) if n > 1 else \
-                torch.tensor([t_hi], dtype=torch.float64)
+            times = uniform_times(schedule, n)
         else:
             if not schedule.has_table:
                 raise ValueError(f"the {kind} spacing needs a schedule with a table of T steps")

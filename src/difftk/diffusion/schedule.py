@@ -14,6 +14,7 @@ and it is the reference distribution of importance sampling (noise_sampling.py).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
@@ -23,6 +24,16 @@ from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.levels import Levels
+
+
+@dataclass(frozen=True)
+class PathDerivative:
+    """The rate of the path x_t = alpha x0 + sigma eps at a batch of levels: t is the time
+    the derivative is taken in (float64, [B]), d_alpha and d_sigma its derivatives."""
+
+    t: Tensor
+    d_alpha: Tensor
+    d_sigma: Tensor
 
 
 class Schedule(Component):
@@ -56,9 +67,32 @@ class Schedule(Component):
         """The conditioning a network trained on this schedule's time takes."""
         raise NotImplementedError
 
-    def levels_from_time_input(self, time: Tensor) -> Levels:
-        """The inverse of ``time_input``: the levels a network conditioning value stands for."""
-        raise NotImplementedError
+    def path_derivative(self, levels: Levels) -> PathDerivative:
+        """d alpha / dt and d sigma / dt at ``levels``, t on the schedule's time axis (float64).
+
+        The velocity target d x_t / dt = d_alpha x0 + d_sigma eps and the flow samplers read
+        it. This default differentiates ``alpha_sigma`` at ``time_from_log_snr`` by autograd;
+        flow schedules give their path's closed form in the path's own time.
+        """
+        t = self.time_from_log_snr(levels.log_snr.detach().double()).detach()
+        with torch.enable_grad():
+            x = t.clone().requires_grad_(True)
+            rates = [torch.autograd.grad(v.sum(), x, retain_graph=True)[0] if v.requires_grad
+                     else torch.zeros_like(x) for v in self.alpha_sigma(x)]  # constant: 0
+        return PathDerivative(t=t, d_alpha=rates[0].detach(), d_sigma=rates[1].detach())
+
+    def levels_at_logit_time(self, logit: Tensor) -> Levels:
+        """The levels a logit-time draw stands for (the logit-normal and SD3 distributions).
+
+        The default reads the logit as that of rectified-flow time, t / (1 - t) = sigma_edm, so
+        it is ln sigma_edm on every schedule; flow schedules read it on their own time axis
+        (their shift included), as Stable Diffusion 3 draws its training times.
+        """
+        return self.levels_from_sigma_edm(torch.exp(logit.to(torch.float64)))
+
+    def logit_time_from_log_snr(self, log_snr: Tensor) -> Tensor:
+        """The inverse of ``levels_at_logit_time`` as a function of logSNR (float64)."""
+        return -0.5 * log_snr.to(torch.float64)
 
     def sigma_edm_range(self) -> tuple[float, float]:
         """The smallest and largest EDM sigma the process reaches."""
@@ -247,9 +281,6 @@ class DiscreteSchedule(Schedule):
             return self.time_from_log_snr(levels.log_snr).float()
         return levels.t.float()
 
-    def levels_from_time_input(self, time: Tensor) -> Levels:
-        return self.levels_at(time.to(torch.float64))
-
     def sigma_edm_range(self) -> tuple[float, float]:
         ab = self.table["alpha_bar"]
         lo = math.sqrt((1 - ab[1].item()) / ab[1].item())
@@ -301,9 +332,6 @@ class SigmaSchedule(Schedule):
     def time_input(self, levels: Levels) -> Tensor:
         # EDM's c_noise (seed 001 §8.1.2): a quarter of log sigma.
         return 0.25 * torch.log(levels.sigma_edm)
-
-    def levels_from_time_input(self, time: Tensor) -> Levels:
-        return self.levels_from_sigma_edm(torch.exp(4.0 * time.to(torch.float64)))
 
     def sigma_edm_range(self) -> tuple[float, float]:
         ends = self.sigma_at(torch.tensor([0.0, 1.0], dtype=torch.float64))

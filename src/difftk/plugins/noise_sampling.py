@@ -181,24 +181,69 @@ class LogNormal(_NormalLogSigma):
         return self.P_mean, self.P_std
 
 
-class LogitNormal(_NormalLogSigma):
-    """Rectified-flow time t = sigmoid(m + s z), z ~ N(0, 1), as in Stable Diffusion 3
-    (Esser et al. 2024), carried to the schedule through EDM's sigma = t / (1 - t).
+class _LogitTime(NoiseSampler):
+    """A distribution of the logit of a time in (0, 1), handed to the schedule's
+    ``levels_at_logit_time``: on a flow schedule, its own time axis (shift included); on
+    any other, rectified-flow time, whose logit is ln sigma_edm."""
 
-    Rectified flow x_t = (1 - t) x0 + t eps has sigma_edm = t / (1 - t) = exp(logit t), so
-    this is the log-normal of EDM's sigma with (m, s), drawn as exp(m + s z) without 1 - t
-    rounding to 0 in the tail.
+    def draw_logit(self, n: int, generator: torch.Generator, device) -> Tensor:
+        raise NotImplementedError
+
+    def logit_density(self, logit: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def draw(self, n, schedule, generator, device):
+        levels = schedule.levels_at_logit_time(self.draw_logit(n, generator, device))
+        return levels, levels.log_snr.double()
+
+    def log_snr_density(self, log_snr, schedule):
+        x = log_snr.detach().to(torch.float64).requires_grad_(True)
+        with torch.enable_grad():
+            logit = schedule.logit_time_from_log_snr(x)
+            (jac,) = torch.autograd.grad(logit.sum(), x)
+        density = self.logit_density(logit.detach()) * jac.abs()
+        return torch.nan_to_num(density, nan=0.0, posinf=0.0)
+
+
+class LogitNormal(_LogitTime):
+    """Time t = sigmoid(m + s z), z ~ N(0, 1), as Stable Diffusion 3 draws its training times
+    (Esser et al. 2024, eq. 19 "lognorm(m, s)").
+
+    On a flow schedule t is its own time (so a shifted rectified flow shifts the draw, as
+    SD3 does); on any other schedule t is rectified-flow time, t / (1 - t) = sigma_edm =
+    exp(m + s z): the log-normal of EDM's sigma with (m, s).
     """
 
     name = "logit_normal"
     m: float = Field(0.0, description="location: mean of logit(t)")
     s: float = Field(1.0, gt=0, description="scale: standard deviation of logit(t)")
 
-    def location_scale(self):
-        return self.m, self.s
+    def draw_logit(self, n, generator, device):
+        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+        return self.m + self.s * z
+
+    def logit_density(self, logit):
+        return _normal_pdf(logit, self.m, self.s)
+
+
+class CosMap(_LogitTime):
+    """SD3's "cosmap" times t = 1 - 1 / (tan(pi x / 2) + 1), x uniform on [0, 1] (Esser et al.
+    2024, eq. 21; Nichol & Dhariwal's cosine schedule mapped to rectified flow), whose density
+    2 / (pi (1 - 2 t + 2 t^2)) is SD3's cosmap weighting. logit(t) = ln tan(pi x / 2)."""
+
+    name = "cosmap"
+
+    def draw_logit(self, n, generator, device):
+        x = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        return torch.log(torch.tan(0.5 * math.pi * x))
+
+    def logit_density(self, logit):
+        # x = (2 / pi) atan(e^l), dx / dl = (1 / pi) sech(l)
+        return 1.0 / (math.pi * torch.cosh(logit))
 
 
 @hookimpl
 def register_noise_sampling(register):
-    for cls in (UniformT, GaussianT, UniformSigma, LogUniformSigma, LogNormal, LogitNormal):
+    for cls in (UniformT, GaussianT, UniformSigma, LogUniformSigma, LogNormal, LogitNormal,
+                CosMap):
         register(cls)

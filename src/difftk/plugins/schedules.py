@@ -1,4 +1,5 @@
-"""Built-in noise schedules (seed 001 §6.2, §6.3, §8.1.1; seed 003 §1.2-1.3; seed 004 Theory II).
+"""Built-in noise schedules (seed 001 §6.2, §6.3, §8.1.1; seed 003 §1.2-1.3; seed 004 Theory II;
+flow paths: Liu et al. 2023, Ma et al. 2024).
 
 t-space schedules give their betas exactly as seed 001 §6.3 writes them, for t = 1..T;
 ``DiscreteSchedule`` adds zero terminal SNR and the T' rescaling to each. Sigma-space
@@ -14,6 +15,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from difftk.diffusion.flow_schedule import FlowSchedule
 from difftk.diffusion.levels import SigmaRange
 from difftk.diffusion.schedule import DiscreteSchedule, SigmaSchedule
 from difftk.hookspecs import hookimpl
@@ -192,8 +194,47 @@ class VP(SigmaSchedule):
         return torch.rsqrt(1.0 + sigma_edm**2)
 
 
+class RectifiedFlow(FlowSchedule):
+    """The linear path alpha = 1 - t, sigma = t (rectified flow, Liu et al. 2023; Lipman et al.
+    2023's optimal-transport path; SiT's "Linear"; SD3 with ``shift``). Its velocity
+    d x_t / dt is eps - x0 and its EDM sigma t / (1 - t)."""
+
+    name = "rectified_flow"
+
+    def path(self, t):
+        return 1.0 - t, t
+
+    def path_rates(self, t):
+        return -torch.ones_like(t), torch.ones_like(t)
+
+    def path_time(self, alpha, sigma):
+        # t = sigma / (alpha + sigma), written so sigma = inf (alpha = 0) gives exactly 1.
+        return 1.0 / (1.0 + alpha / sigma)
+
+
+class GVP(FlowSchedule):
+    """SiT's generalised variance-preserving path alpha = cos(pi t / 2), sigma = sin(pi t / 2)
+    (Ma et al. 2024, Table 1 "GVP"; the trigonometric interpolant of Albergo &
+    Vanden-Eijnden 2023): alpha^2 + sigma^2 = 1, the cosine schedule of Nichol & Dhariwal
+    without its offset, in continuous time."""
+
+    name = "gvp"
+    variance_preserving: ClassVar[bool] = True
+
+    def path(self, t):
+        # sin of the complement, so alpha is exactly 0 at t = 1 (cos(pi / 2) is 6e-17).
+        return torch.sin(0.5 * math.pi * (1.0 - t)), torch.sin(0.5 * math.pi * t)
+
+    def path_rates(self, t):
+        half_pi = 0.5 * math.pi
+        return -half_pi * torch.sin(half_pi * t), half_pi * torch.cos(half_pi * t)
+
+    def path_time(self, alpha, sigma):
+        return torch.atan2(sigma, alpha) / (0.5 * math.pi)
+
+
 @hookimpl
 def register_schedules(register):
     for cls in (Linear, ScaledLinear, Cosine, Exponential, Sigmoid, EDM, VP, VE, LogLinear,
-                LinearSigma):
+                LinearSigma, RectifiedFlow, GVP):
         register(cls)

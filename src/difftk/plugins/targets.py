@@ -54,6 +54,28 @@ class Score(_Plain):
     name = "score"
 
 
+class Velocity(Target):
+    """Predict the flow velocity d x_t / dt = alpha'(t) x0 + sigma'(t) eps of the bound
+    schedule's path (Lipman et al. 2023 eq. 20; Liu et al. 2023; SiT's "velocity", Ma et al.
+    2024 eq. 2): eps - x0 on the rectified-flow path, (pi / 2) v on SiT's GVP path.
+
+    The time is the path's own (``Schedule.path_derivative``): for flow schedules the path
+    time after the shift, so a shifted rectified flow still regresses eps - x0, as SD3 does;
+    on other schedules the derivative along their time axis. The x0 error factor on the
+    rectified-flow path is 1 / t^2.
+    """
+
+    name = "velocity"
+
+    def coefficients(self, levels: Levels):
+        if self._schedule is None:
+            raise ValueError("the velocity target is the derivative along the schedule's path: "
+                             "bind it to the schedule first (Target.bind)")
+        rate = self._schedule.path_derivative(levels)
+        like = levels.alpha
+        return rate.d_alpha.to(like.device, like.dtype), rate.d_sigma.to(like.device, like.dtype)
+
+
 class Mean(Target):
     """Predict the posterior mean mu of q(x_{t-1} | x_t, x0) directly (seed 003 ch. 4
     "direct mean", seed 004 Coding I); t-space schedules only.
@@ -124,5 +146,5 @@ class EDMPrecond(Target):
 
 @hookimpl
 def register_targets(register):
-    for cls in (X0, Eps, V, Score, Mean, EDMPrecond):
+    for cls in (X0, Eps, V, Score, Velocity, Mean, EDMPrecond):
         register(cls)

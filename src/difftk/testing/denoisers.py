@@ -4,7 +4,8 @@ tested without training anything.
 For data x0 ~ N(mu, s^2 I) the ideal denoiser is E[x0 | x_t] = mu + s^2 alpha / (alpha^2 s^2
 + sigma^2) (x_t - alpha mu); for a mixture of isotropic Gaussians it is the responsibility-
 weighted sum of the components' answers. Each network reads the noise level back from its
-time input through the schedule (table time t, or EDM's c_noise = ln(sigma_edm) / 4), and the
+time input through the schedule (table time t, a flow path's scaled time, or EDM's c_noise =
+ln(sigma_edm) / 4), and the
 ``*_denoiser`` helpers wrap it as an x0-predicting Denoiser with the posterior variance.
 """
 
@@ -33,9 +34,14 @@ def _levels_from_time(schedule, time):
 
     Samplers call with one level per batch, so the schedule is asked once per distinct time.
     """
+    from difftk.diffusion.flow_schedule import FlowSchedule
+
     times, index = torch.unique(time.double(), return_inverse=True)
     if schedule.has_table:
         levels = schedule.levels_at(times)
+    elif isinstance(schedule, FlowSchedule):  # path time times time_scale
+        alpha, sigma = schedule.path(times / schedule.time_scale)
+        return alpha[index, None], sigma[index, None]
     else:
         levels = schedule.levels_from_sigma_edm(torch.exp(4 * times))
     return levels.alpha.double()[index, None], levels.sigma.double()[index, None]

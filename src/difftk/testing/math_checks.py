@@ -29,6 +29,7 @@ def _finite(x: torch.Tensor) -> bool:
 def _sigma_grid(schedule, n: int = 64) -> torch.Tensor:
     lo, hi = schedule.sigma_edm_range()
     hi = min(hi, 1e4)  # zero terminal SNR reaches sigma = inf; stop well before
+    lo = max(lo, 1e-4)  # a flow path starts at the data, sigma = 0
     return torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi)), n,
                           dtype=torch.float64)
 
@@ -36,7 +37,7 @@ def _sigma_grid(schedule, n: int = 64) -> torch.Tensor:
 def check_schedule_snr_monotone(schedule) -> None:
     """SNR falls strictly as the noise level (and, with a table, as t) rises."""
     lo, hi = schedule.sigma_edm_range()
-    assert 0 < lo < hi, f"sigma_edm_range() = ({lo}, {hi}) is not 0 < lo < hi"
+    assert 0 <= lo < hi, f"sigma_edm_range() = ({lo}, {hi}) is not 0 <= lo < hi"
     if schedule.has_table:
         log_snr = schedule.table["log_snr"][1:]
         assert torch.all(log_snr[1:] < log_snr[:-1]), "table logSNR is not strictly decreasing in t"
