@@ -78,6 +78,12 @@ SetOption = Annotated[list[str] | None, typer.Option(
     help="Override a recipe field, e.g. --set train.steps=500 --set ema.beta=0.99. "
          "Values are read as TOML (numbers, true/false, [lists], \"strings\"). Repeatable.")]
 
+GuideOption = Annotated[Path | None, typer.Option(
+    "--guide", metavar="CHECKPOINT",
+    help="Autoguidance (Karras et al. 2024): guide with this weaker model of the same data "
+         "(an earlier checkpoint, a smaller run; same schedule and labels) instead of the "
+         "unconditional prediction, at --guidance.")]
+
 
 @app.callback()
 def _root(plugins_dir: Annotated[Path | None, typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import GuideOption, SetOption, app, fail
 from difftk.cli.eval_stats import CACHE_HELP, CONVENTION_HELP, DINOV2_HELP, WEIGHTS_HELP
 from difftk.errors import DifftkError
 
@@ -22,7 +22,9 @@ def eval_command(
     sampler: Annotated[str | None, typer.Option(help="Sampler (default: the recipe's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Number of sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(
-        help="Classifier-free guidance scale (conditional models; 1 = none).")] = None,
+        help="Guidance scale: 1 unguided, >1 classifier-free (conditional models) or "
+             "autoguidance (--guide).")] = None,
+    guide: GuideOption = None,
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Samples to generate.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the initial noise.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per sampler call.")] = 500,
@@ -62,7 +64,7 @@ def eval_command(
         if speed or nll or no_metrics:
             raise DifftkError("--ref scores samples; run --speed and --nll without it")
         _paper(checkpoint, ref, metrics or "fid", weights, dinov2, inception_input, cache,
-               sampler, steps, guidance, n, seed, batch_size, ema, set_, device, as_json)
+               sampler, steps, guidance, n, seed, batch_size, ema, set_, device, as_json, guide)
         return
     if metrics is not None and metrics != "pixel":
         raise DifftkError(f"--metrics {metrics} scores against reference statistics: give "
@@ -70,17 +72,20 @@ def eval_command(
     metrics = not no_metrics
     from difftk.eval.checkpoint_report import checkpoint_report, speed_samplers
     from difftk.eval.features import learned_features
-    from difftk.eval.trained_model import load_trained_model
+    from difftk.eval.trained_model import load_trained_model, with_guide
     from difftk.recipe import sampler_with_overrides
     from difftk.train.runtime import make_runtime
 
     dev = make_runtime(device).device
     learned = learned_features(features, weights, dev) if metrics else None
     model = load_trained_model(checkpoint, dev, use_ema=ema)
+    if guide is not None:
+        model = with_guide(model, guide, dev, use_ema=ema)
     chosen = sampler_with_overrides(model.recipe, sampler, steps, guidance, set_)
     names = [s.strip() for s in samplers.split(",")] if samplers else None
     timed = speed_samplers(model.recipe, names, steps, guidance) if speed else None
-    report = {"checkpoint": str(checkpoint), **checkpoint_report(
+    report = {"checkpoint": str(checkpoint), **({"guide": str(guide)} if guide else {}),
+              **checkpoint_report(
         model, chosen, n=n, seed=seed, batch_size=batch_size, metrics=metrics, speed=timed,
         nll_samples=nll_samples if nll else 0, features=learned)}
     if as_json:
@@ -101,7 +106,7 @@ def eval_command(
 
 
 def _paper(path, ref, metrics, weights, dinov2, inception_input, cache, sampler, steps,
-           guidance, n, seed, batch_size, ema, set_, device, as_json):
+           guidance, n, seed, batch_size, ema, set_, device, as_json, guide=None):
     from difftk.train.runtime import announce_failure, make_runtime
 
     runtime = None
@@ -109,7 +114,7 @@ def _paper(path, ref, metrics, weights, dinov2, inception_input, cache, sampler,
         runtime = make_runtime(device, distributed=True)
         report = _paper_report(path, ref, metrics, weights, dinov2, inception_input, cache,
                                sampler, steps, guidance, n, seed, batch_size, ema, set_,
-                               runtime)
+                               runtime, guide)
         if runtime.is_main:
             _print_paper(report, as_json)
     except DifftkError as exc:
@@ -130,7 +135,7 @@ def is_sample_set(path: Path) -> bool:
 
 
 def _paper_report(path, ref, metrics, weights, dinov2, inception_input, cache, sampler, steps,
-                  guidance, n, seed, batch_size, ema, set_, runtime) -> dict:
+                  guidance, n, seed, batch_size, ema, set_, runtime, guide=None) -> dict:
     from difftk.cli.work_progress import counted_progress
     from difftk.eval.feature_extraction import load_networks, my_share, parse_metrics
     from difftk.eval.paper_eval import drawn_features, files_features, score
@@ -151,10 +156,12 @@ def _paper_report(path, ref, metrics, weights, dinov2, inception_input, cache, s
                                       progress=advance if runtime.is_main else None)
     else:
         from difftk.eval.sample_set import SampleBatches
-        from difftk.eval.trained_model import load_trained_model
+        from difftk.eval.trained_model import load_trained_model, with_guide
         from difftk.recipe import sampler_with_overrides
 
         model = load_trained_model(path, runtime.device, use_ema=ema)
+        if guide is not None:
+            model = with_guide(model, guide, runtime.device, use_ema=ema)
         if model.kind != "image":
             raise DifftkError(f"{path}: paper metrics score images, and this model draws "
                               f"{model.kind} samples")
@@ -166,7 +173,7 @@ def _paper_report(path, ref, metrics, weights, dinov2, inception_input, cache, s
             features, nfe = drawn_features(model, chosen, plan, seed, classes, networks, names,
                                            runtime, adv if runtime.is_main else None)
         report |= {"step": model.step, "sampler": chosen.params() | {"name": chosen.name},
-                   "nfe_per_image": nfe}
+                   "nfe_per_image": nfe, **({"guide": str(guide)} if guide else {})}
     report["count"] = features.count
     report["metrics"] = score(features, ref, networks, names, runtime)
     return report

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import GuideOption, SetOption, app, fail
 from difftk.errors import DifftkError
 
 
@@ -53,8 +53,10 @@ def sample(
              "(default: cycle through every class).")
     ] = None,
     guidance: Annotated[float | None, typer.Option(
-        help="Classifier-free guidance scale: 1 conditional, 0 unconditional, >1 guided.")
+        help="Guidance scale: 1 unguided, >1 guided (classifier-free, or autoguidance with "
+             "--guide); 0 the unconditional (or guiding) model alone.")
     ] = None,
+    guide: GuideOption = None,
     ema: Annotated[bool, typer.Option(help="Use the EMA weights (--no-ema: raw weights).")] = True,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Samples drawn at once (the set drawn does not depend on it).")] = 256,
@@ -73,7 +75,7 @@ def sample(
     try:
         runtime = make_runtime(device, distributed=True)
         _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidance, ema,
-                batch_size, set_, runtime)
+                batch_size, set_, runtime, guide)
     except DifftkError as exc:
         error = announce_failure(exc, runtime)
         if runtime is None or not runtime.distributed:
@@ -84,14 +86,14 @@ def sample(
 
 
 def _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidance, ema,
-            batch_size, set_, runtime):
+            batch_size, set_, runtime, guide=None):
     import torch
 
     from difftk.cli.work_progress import counted_progress
     from difftk.eval import sample_files
     from difftk.eval.figures import sample_figure, save_png
     from difftk.eval.sample_set import SampleBatches, draw, labels_for, sample_png_dir
-    from difftk.eval.trained_model import load_trained_model
+    from difftk.eval.trained_model import load_trained_model, with_guide
     from difftk.recipe import sampler_with_overrides
 
     fmt = _format(output, format_)
@@ -100,6 +102,8 @@ def _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidanc
                           "its own files); give a directory with --format png-dir")
     dev = runtime.device
     model = load_trained_model(checkpoint, dev, use_ema=ema)
+    if guide is not None:
+        model = with_guide(model, guide, dev, use_ema=ema)
     classes = model.spec.num_classes
     if label and not classes:
         raise DifftkError(f"{checkpoint}: --label needs a class-conditional model "

@@ -1,7 +1,7 @@
 """The denoiser: architecture + target (+ preconditioning) + schedule, as samplers see it.
 
 ``forward`` gives the target estimate a loss compares, and the variance channels where the
-variance is learned; the target turns the estimate into x0, eps, v, the score or the
+variance is learned, and the loss's log-variance where the weighting learns it; the target turns the estimate into x0, eps, v, the score or the
 posterior mean. The denoiser binds its target to its schedule, once: the objective and the
 losses use that bound target (``denoiser.target``).
 """
@@ -19,15 +19,19 @@ from difftk.diffusion.levels import Levels
 class Prediction:
     pred: Tensor  # the target estimate
     extra: Tensor | None  # the variance channels when the variance is learned
+    log_variance: Tensor | None = None  # the loss's learned log-variance u per sample [B]
 
 
 class Denoiser(nn.Module):
-    def __init__(self, net: nn.Module, schedule, target, variance):
+    def __init__(self, net: nn.Module, schedule, target, variance,
+                 uncertainty: nn.Module | None = None):
         super().__init__()
         self.net = net
         self.schedule = schedule
         self.target = target.bind(schedule)  # the run's one binding (targets may read the table)
         self.variance = variance
+        # The weighting's learned loss log-variance (EDM2), trained and saved with the network.
+        self.uncertainty = uncertainty
 
     def forward(self, x_t: Tensor, levels: Levels, labels: Tensor | None = None,
                 augment_labels: Tensor | None = None) -> Prediction:
@@ -39,7 +43,8 @@ class Denoiser(nn.Module):
         if self.variance.learned:
             out, extra = out.chunk(2, dim=1)
         out = out.float()  # the skip sum and conversions run in fp32 (seed 001 §12.4)
-        return Prediction(pre.prediction(out, x_t), extra)
+        log_variance = None if self.uncertainty is None else self.uncertainty(levels).float()
+        return Prediction(pre.prediction(out, x_t), extra, log_variance)
 
     def x0_and_extra(self, x_t, levels, labels=None) -> tuple[Tensor, Tensor | None]:
         """The x0 estimate and the variance channels (None unless learned)."""

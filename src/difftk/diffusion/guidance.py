@@ -1,5 +1,5 @@
 """The denoiser as a sampler calls it (the one model protocol of every sampler): class labels
-bound, classifier-free guidance applied, network evaluations counted.
+bound, classifier-free guidance or autoguidance applied, network evaluations counted.
 
 Classifier-free guidance (Ho & Salimans 2022) combines a conditional and an unconditional
 (null-label) prediction: D = D_u + s (D_c - D_u). Seed 001 §12.4 writes the same rule as
@@ -12,6 +12,7 @@ and the amplification by s magnify rounding error).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,30 +47,55 @@ class Denoised:
 
 class GuidedModel:
     """The one model protocol samplers call: ``model(x_t, level) -> Denoised`` for a batch
-    x_t = alpha x0 + sigma eps at one Level, with class labels bound, classifier-free
-    guidance applied and network evaluations counted per sample (``nfe``)."""
+    x_t = alpha x0 + sigma eps at one Level, with class labels bound, guidance applied and
+    network evaluations counted per sample (``nfe``).
 
-    def __init__(self, denoiser, labels: Tensor | None, guidance: float = 1.0):
+    Guidance D = D_g + s (D - D_g) takes D_g from the unconditional (null-label) prediction
+    of the same network (classifier-free guidance, Ho & Salimans 2022), or from ``guide``, a
+    smaller or less trained denoiser of the same conditioning (autoguidance, Karras et al.
+    2024a, eq. 1). Outside the EDM-sigma interval ``interval`` the scale is 1, one
+    evaluation (guidance interval, Kynkaanniemi et al. 2024, eq. 2).
+    """
+
+    def __init__(self, denoiser, labels: Tensor | None, guidance: float = 1.0, guide=None,
+                 interval: tuple[float, float] = (0.0, math.inf)):
         self.denoiser = denoiser
         self.labels = labels
         self.guidance = float(guidance)
+        self.guide = guide
+        self.interval = interval
         self.nfe = 0
 
-    def _evaluate(self, x_t: Tensor, levels: Levels, labels: Tensor | None):
+    def _evaluate(self, denoiser, x_t: Tensor, levels: Levels, labels: Tensor | None):
         self.nfe += 1
-        return self.denoiser.x0_and_extra(x_t, levels, labels)
+        return denoiser.x0_and_extra(x_t, levels, labels)
+
+    def scale_at(self, level: Level) -> float:
+        """The guidance scale at ``level``: the sampler's inside the interval, else 1."""
+        lo, hi = self.interval
+        if level.alpha <= 0:  # pure noise: sigma_edm is infinite
+            sigma_edm = math.inf
+        else:
+            sigma_edm = level.sigma / level.alpha
+        return self.guidance if lo <= sigma_edm <= hi else 1.0
 
     def __call__(self, x_t: Tensor, level: Level) -> Denoised:
         x_in = x_t.float()
         levels = level.batch(x_t.shape[0], x_t.device)
-        if self.labels is None or self.guidance == 0.0:
-            x0, extra = self._evaluate(x_in, levels, None)
-        elif self.guidance == 1.0:
-            x0, extra = self._evaluate(x_in, levels, self.labels)
+        scale = self.scale_at(level)
+        if self.guide is not None:  # autoguidance: both models see the labels
+            x0, extra = self._evaluate(self.denoiser, x_in, levels, self.labels)
+            if scale != 1.0:
+                weak, _ = self._evaluate(self.guide, x_in, levels, self.labels)
+                x0 = cfg_combine(x0, weak, scale)
+        elif self.labels is None or scale == 0.0:
+            x0, extra = self._evaluate(self.denoiser, x_in, levels, None)
+        elif scale == 1.0:
+            x0, extra = self._evaluate(self.denoiser, x_in, levels, self.labels)
         else:
-            cond, extra = self._evaluate(x_in, levels, self.labels)
-            uncond, _ = self._evaluate(x_in, levels, None)  # a guided step costs two calls
-            x0 = cfg_combine(cond, uncond, self.guidance)
+            cond, extra = self._evaluate(self.denoiser, x_in, levels, self.labels)
+            uncond, _ = self._evaluate(self.denoiser, x_in, levels, None)  # two calls
+            x0 = cfg_combine(cond, uncond, scale)
         return Denoised(x0.to(x_t.dtype), extra, self.denoiser.variance)
 
 

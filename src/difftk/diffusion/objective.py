@@ -67,6 +67,10 @@ class Objective:
                             schedule=self.schedule, parameterization=self.target,
                             variance=self.variance, extra=prediction.extra)
         per_sample = self.loss(inputs)
+        if prediction.log_variance is not None:
+            # Learned uncertainty (EDM2 §5, Kendall & Gal 2018): l / e^u + u, per sample.
+            u = prediction.log_variance.to(per_sample.dtype)
+            per_sample = per_sample * torch.exp(-u) + u
         if levels.weight is not None:
             # Importance sampling (seed 001 §5.2): E_p[l] = E_q[(p / q) l], whatever the loss.
             per_sample = per_sample * levels.weight.to(per_sample.dtype)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from difftk.component import Component
@@ -60,8 +60,19 @@ class Sampler(Component, UsesTable):
     steps: int = Field(18, ge=1, le=100_000, description="number of noisy levels the sampler visits")
     grid: GridKind = Field("karras", description="step grid: karras, uniform_t, log_sigma, or "
                            "a table spacing linspace / leading / trailing")
-    guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale s in "
-                            "D_u + s (D_c - D_u): 1 conditional, 0 unconditional, >1 guided")
+    guidance: float = Field(1.0, ge=0, description="guidance scale s in D_g + s (D - D_g), "
+                            "D_g unconditional (classifier-free) or the --guide model "
+                            "(autoguidance): 1 unguided, 0 D_g alone, >1 guided")
+    guidance_sigma_min: float = Field(0.0, ge=0, description="guide only where EDM sigma >= "
+                                      "this (guidance interval, Kynkaanniemi et al. 2024)")
+    guidance_sigma_max: float = Field(math.inf, ge=0, allow_inf_nan=True, description="guide "
+                                      "only where EDM sigma <= this (inf: no upper end)")
+
+    @model_validator(mode="after")
+    def _interval_ordered(self):
+        if self.guidance_sigma_min > self.guidance_sigma_max:
+            raise ValueError("guidance_sigma_min must not exceed guidance_sigma_max")
+        return self
 
     def num_levels(self, schedule) -> int:
         return self.steps
@@ -75,12 +86,15 @@ class Sampler(Component, UsesTable):
         return make_grid(self.grid, schedule, self.num_levels(schedule), *self.sigma_grid())
 
     def sample(self, denoiser, noise: Tensor, generator: torch.Generator,
-               labels: Tensor | None = None, callback: StepCallback | None = None
-               ) -> SampleResult:
+               labels: Tensor | None = None, callback: StepCallback | None = None,
+               guide=None) -> SampleResult:
         """Samples from noise ~ N(0, I); ``labels`` (one class index per sample) condition a
-        class-conditional denoiser; ``callback`` hears about every step (``report``)."""
+        class-conditional denoiser; ``callback`` hears about every step (``report``);
+        ``guide``, a weaker denoiser of the same data, guides by autoguidance instead of the
+        unconditional prediction."""
         model = GuidedModel(denoiser, None if labels is None else labels.to(noise.device),
-                            self.guidance)
+                            self.guidance, guide,
+                            (self.guidance_sigma_min, self.guidance_sigma_max))
         grid = self.noise_levels(denoiser.schedule)
         with torch.no_grad():
             x = self.solve(model, noise, grid, generator, callback)

@@ -5,6 +5,10 @@ A weighting acts on the per-sample MSE of the trained target (seed 001 eq. 39) w
 the x0-MSE, and the objective divides by the target's error factor, so that for
 eps-prediction min(SNR, gamma) becomes min(SNR, gamma) / SNR (the Min-SNR paper).
 
+A weighting may also learn part of the weight: ``uncertainty_network`` gives a module of the
+noise level whose output u is the loss's log-variance there (EDM2, Karras et al. 2024b §5),
+and the objective trains l / e^u + u.
+
 Most weightings are functions of SNR alone and implement ``__call__(snr)``. A weighting
 that needs the schedule (the ELBO's, which depends on the step from t - 1 to t, seed 003
 eq. 4.6) declares ``needs_table`` (table_rule.py) and overrides ``at(levels, schedule)``
@@ -40,6 +44,11 @@ class Weighting(Component, UsesTable):
     def at(self, levels: Levels, schedule=None) -> Tensor:
         """w at a batch of levels (float64, shape [B]); the schedule is given for table weightings."""
         return self(levels.snr.double())
+
+    def uncertainty_network(self):
+        """A module u(levels) -> [B] whose output is the loss's learned log-variance, trained
+        with the denoiser (the objective takes l / e^u + u); None for a fixed weighting."""
+        return None
 
     def on_target(self, levels: Levels, target, schedule=None) -> Tensor:
         """The weight to apply to the trained target's per-sample MSE (float32, [B])."""

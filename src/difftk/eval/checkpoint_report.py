@@ -67,7 +67,7 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
                     "samples": n}
     if metrics:
         result = generate(sampler, model.denoiser, n, model.spec.shape, device, seed, labels,
-                          batch_size, model.to_pixels)
+                          batch_size, model.to_pixels, guide=model.guide)
         report["nfe_per_image"] = result.nfe
         report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features)
     if speed:

@@ -25,17 +25,17 @@ def cycle_labels(labels, n: int, device) -> torch.Tensor | None:
 
 def generate(sampler, denoiser, n: int, shape: tuple[int, ...], device, seed: int = 0,
              labels: torch.Tensor | None = None, batch_size: int = 500,
-             decode=None) -> SampleResult:
+             decode=None, guide=None) -> SampleResult:
     """n samples drawn ``batch_size`` at a time (labels [n] or None), sample i from its own
     seeded stream as ``difftk sample`` draws it (diffusion/noise_source.py), so the set does
     not depend on the batch size; ``decode`` maps each batch from the [latents] space to
-    pixels (Restored.to_pixels)."""
+    pixels (Restored.to_pixels); ``guide`` is autoguidance's weaker denoiser."""
     parts, nfe = [], 0
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
         noise = PerSampleNoise(seed, range(i, i + b), device)
         result = sampler.sample(denoiser, noise.randn(shape), noise,
-                                None if labels is None else labels[i:i + b])
+                                None if labels is None else labels[i:i + b], guide=guide)
         parts.append(result.x if decode is None else decode(result.x))
         nfe = result.nfe
     return SampleResult(torch.cat(parts), nfe)

@@ -47,7 +47,7 @@ def draw(sampler, model, indices: range, seed: int, classes: list[int] | None, d
     noise = PerSampleNoise(seed, indices, device)
     x_T = noise.randn(model.spec.shape)
     labels = labels_for(indices, classes, device)
-    result = sampler.sample(model.denoiser, x_T, noise, labels)
+    result = sampler.sample(model.denoiser, x_T, noise, labels, guide=model.guide)
     return model.to_pixels(result.x), labels, result.nfe
 
 

@@ -11,6 +11,7 @@ writes those fields; ``load_trained_model`` reads either form.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -96,3 +97,35 @@ def load_trained_model(path: str | Path, device: torch.device, use_ema: bool = T
     if path.is_file() and path.suffix == ".safetensors":
         return _load_weights_file(path, device, use_ema)
     return restore(path, device, use_ema=use_ema)
+
+
+def with_guide(model: Restored, path: str | Path, device: torch.device,
+               use_ema: bool = True) -> Restored:
+    """``model`` guided by the denoiser at ``path`` (autoguidance, Karras et al. 2024a): a
+    weaker model of the same data (a smaller network, an earlier checkpoint), which must draw
+    the same shape in the same space, take the same labels, and read the noise level through
+    the same schedule."""
+    guide = load_trained_model(path, device, use_ema=use_ema)
+    main_parts, guide_parts = model.recipe.parts, guide.recipe.parts
+    checks = (
+        (tuple(guide.spec.shape) == tuple(model.spec.shape),
+         f"draws {tuple(guide.spec.shape)} samples and the model {tuple(model.spec.shape)}"),
+        (guide.spec.num_classes == model.spec.num_classes,
+         f"takes {guide.spec.num_classes or 'no'} classes and the model "
+         f"{model.spec.num_classes or 'none'}"),
+        (_same(guide_parts["schedule"], main_parts["schedule"]),
+         f'has the schedule "{guide_parts["schedule"].name}" {guide_parts["schedule"].params()} '
+         f'and the model "{main_parts["schedule"].name}" {main_parts["schedule"].params()}'),
+        (_same(guide_parts["latents"], main_parts["latents"]),
+         f'samples [latents] "{guide_parts["latents"].name}" and the model '
+         f'"{main_parts["latents"].name}"'),
+    )
+    for ok, why in checks:
+        if not ok:
+            raise DifftkError(f"--guide {path}: the guiding model {why}; autoguidance needs a "
+                              "weaker model of the same data, labels and schedule")
+    return replace(model, guide=guide.denoiser)
+
+
+def _same(a, b) -> bool:
+    return a.name == b.name and a.params() == b.params()

@@ -165,6 +165,25 @@ class EDMWeight(Weighting):
         return snr + 1.0 / float(self.sigma_data) ** 2
 
 
+class EDM2Uncertainty(EDMWeight):
+    """EDM2's learned weighting: EDM's lambda on the x0-MSE, divided by e^u(sigma), plus u
+    (Karras et al. 2024b, §5 "Uncertainty-based loss weighting", eq. 77; Kendall & Gal 2018).
+
+    u(sigma) is a one-layer magnitude-preserving network of 128 Fourier features of
+    ln(sigma) / 4, trained with the model and saved in its checkpoint
+    (difftk.nn.loss_uncertainty). At its optimum u = ln E[lambda ||x0_hat - x0||^2 | sigma],
+    so the effective weight lambda / e^u makes every noise level's expected loss 1.
+    """
+
+    name = "edm2_uncertainty"
+    channels: int = Field(128, ge=1, le=4096, description="Fourier features of u(sigma)")
+
+    def uncertainty_network(self):
+        from difftk.nn.loss_uncertainty import LossUncertainty
+
+        return LossUncertainty(self.channels)
+
+
 class ELBO(Weighting):
     """The ELBO's weight: turns the target's MSE into the L_t term of the variational bound
     of a t-space schedule with fixed reverse variance (seed 003 eq. 4.6, 5.3, 5.7).
@@ -239,7 +258,7 @@ class ELBO(Weighting):
 
 
 BUILTIN_WEIGHTS = (Uniform, SNRWeight, SNRPow, LogSNR, MinSNR, MaxSNR, SNRClip, P2, EDMWeight,
-                   ELBO)
+                   EDM2Uncertainty, ELBO)
 
 
 @hookimpl

@@ -110,7 +110,9 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device,
         refuse_oversized(p["model"], spec, device, TRAINING_COPIES)
         torch.manual_seed(recipe.run.seed)
     net = p["model"].build(spec).to(device)
-    denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"])
+    uncertainty = p["weight"].uncertainty_network()  # EDM2's learned weighting, or None
+    denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"],
+                        None if uncertainty is None else uncertainty.to(device))
     objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])
     return Assembly(recipe, spec, denoiser, objective)
 
@@ -123,6 +125,7 @@ class Restored:
     kind: str  # of the pixels that samples decode to
     step: int
     codec: LatentCodec | None = None  # the recipe's [latents], rebuilt from its config
+    guide: torch.nn.Module | None = None  # autoguidance's weaker denoiser (with_guide)
 
     def to_pixels(self, samples: torch.Tensor) -> torch.Tensor:
         """Samples drawn by the denoiser, decoded to pixels (fp32, seed 001 §12.4)."""
