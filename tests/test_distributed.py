@@ -267,3 +267,22 @@ def test_a_rank_killed_by_sigkill_leaves_the_other_a_sentence_not_a_traceback(tm
     ours = [line for line in err.splitlines() if line.startswith(("[rank0]", "error:"))]
     assert any("another process of the group ended" in line for line in ours), err[-3000:]
     assert not any("Traceback" in line for line in ours), err[-3000:]
+
+
+def test_a_loss_aware_distribution_learns_the_same_history_on_two_processes(tmp_path):
+    """Each process is told the global batch's losses in batch order, so two processes draw
+    the levels one process draws, step after step, and save the same loss history."""
+    extra = ['noise_sampling.name="loss_second_moment"', "noise_sampling.buckets=4",
+             "noise_sampling.history=2", "train.steps=4", "log.val_every=0"]
+    two = _torchrun(tmp_path, "two", *extra)
+    assert two.returncode == 0, two.stderr
+    _in_process(tmp_path, "one", *extra)
+    one_losses, two_losses = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert sorted(one_losses) == sorted(two_losses) == [1, 2, 3, 4]
+    for step, loss in two_losses.items():
+        assert loss == pytest.approx(one_losses[step], rel=RTOL), step
+    for step in (3, 4):
+        ck = f"checkpoints/{step:08d}/noise_history.safetensors"
+        a, b = load_file(str(tmp_path / "one" / ck)), load_file(str(tmp_path / "two" / ck))
+        assert torch.equal(a["counts"], b["counts"]) and int(a["counts"].sum()) == 8
+        torch.testing.assert_close(b["losses"], a["losses"], rtol=RTOL, atol=ATOL)

@@ -65,7 +65,16 @@ class NoiseSampler(Component):
         """n levels, and the drawn coordinate that ``importance_weight`` reads."""
         raise NotImplementedError
 
-    def sample(self, n: int, schedule, generator: torch.Generator, device) -> Levels:
+    def loss_history(self, schedule):
+        """The state a loss-aware distribution learns from training (``LossHistory``), or None
+        for a fixed distribution. The training loop keeps it, hands it to ``sample``, tells it
+        each step's losses and saves it in the checkpoint."""
+        return None
+
+    def sample(self, n: int, schedule, generator: torch.Generator, device,
+               history=None) -> Levels:
+        """n levels (with importance weights where ``importance`` is on); ``history`` is the
+        run's ``loss_history`` for a loss-aware distribution (None: its warm-up draw)."""
         levels, drawn = self.draw(n, schedule, generator, device)
         if self.importance:
             weight = self.importance_weight(drawn, schedule).to(levels.alpha.device)

@@ -8,6 +8,7 @@ its density of logSNR = -2 ln sigma_edm (see difftk.diffusion.noise_sampling).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from pydantic import Field
@@ -242,8 +243,70 @@ class CosMap(_LogitTime):
         return 1.0 / (math.pi * torch.cosh(logit))
 
 
+class LossSecondMoment(NoiseSampler):
+    """improved-diffusion's loss-aware resampler (Nichol & Dhariwal 2021, §3.3,
+    ``LossSecondMomentResampler``): bucket b of the time axis is drawn with probability
+    proportional to sqrt(E[L_b^2]) over its last ``history`` losses, mixed with a uniform
+    share, once every bucket has them (uniform until then); each draw is weighted by
+    p_uniform / p_b, so the uniform-time objective stays unbiased at a lower variance.
+
+    Buckets: the integer steps t = 1..T of a t-space schedule (as improved-diffusion), or
+    ``buckets`` equal cells of a continuous time axis, uniform within. The history is the
+    run's state (difftk.diffusion.loss_history), the same on every process, and saved with
+    each checkpoint.
+    """
+
+    name = "loss_second_moment"
+    importance: bool = Field(True, description="weight each draw by p_uniform / p_b (unbiased "
+                             "for the uniform-t objective); false trains on the biased mix")
+    history: int = Field(10, ge=1, le=1000, description="losses kept per bucket "
+                         "(improved-diffusion's history_per_term)")
+    uniform_share: float = Field(0.001, ge=0, le=1, description="share of the uniform "
+                                 "distribution mixed in (improved-diffusion's uniform_prob)")
+    buckets: int = Field(0, ge=0, le=100_000, description="time buckets; 0: one per integer "
+                         "t of a t-space schedule, 100 on a continuous axis")
+
+    def bucket_count(self, schedule) -> int:
+        if self.buckets:
+            return self.buckets
+        return schedule.num_steps if schedule.has_table else 100
+
+    def loss_history(self, schedule):
+        from difftk.diffusion.loss_history import LossHistory
+
+        return LossHistory(self.bucket_count(schedule), self.history)
+
+    def _integer_steps(self, schedule) -> bool:
+        return schedule.has_table and self.bucket_count(schedule) == schedule.num_steps
+
+    def sample(self, n, schedule, generator, device, history=None):
+        count = self.bucket_count(schedule)
+        p = (torch.full((count,), 1.0 / count, dtype=torch.float64) if history is None
+             else history.probabilities(self.uniform_share)).to(device)
+        bucket = torch.multinomial(p, n, replacement=True, generator=generator)
+        if self._integer_steps(schedule):
+            t = (bucket + 1).double()
+        else:
+            lo, hi = schedule.time_range()
+            u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+            t = lo + (hi - lo) * (bucket.double() + u) / count
+        levels = schedule.levels_at_time(t)
+        if history is not None:
+            history.pending = bucket.cpu()
+        if self.importance:
+            levels = replace(levels, weight=((1.0 / count) / p[bucket]).float())
+        return levels
+
+    def draw(self, n, schedule, generator, device):
+        levels = self.sample(n, schedule, generator, device)
+        return levels, None
+
+    def log_snr_density(self, log_snr, schedule):
+        return uniform_time_density(schedule, log_snr)  # its distribution before warm-up
+
+
 @hookimpl
 def register_noise_sampling(register):
     for cls in (UniformT, GaussianT, UniformSigma, LogUniformSigma, LogNormal, LogitNormal,
-                CosMap):
+                CosMap, LossSecondMoment):
         register(cls)

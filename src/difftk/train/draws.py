@@ -5,7 +5,9 @@ augmentation's draws (data/augment.py) of the whole global batch, from a generat
 Every process draws the global batch's draws and keeps its slice, so the noise level and
 noise of item i of batch k are the same whichever process (and micro-batch) trains on it,
 and a run's result does not depend on its world size or ``train.grad_accumulation``.
-Drawing the whole batch and slicing is exact and cheap: a global batch's noise is one
+A loss-aware distribution (``NoiseSampler.loss_history``) also reads the
+run's recent losses, which every process is told in global batch order (``observe``) and the
+checkpoint keeps. Drawing the whole batch and slicing is exact and cheap: a global batch's noise is one
 ``randn`` of the batch's size (on a GPU, microseconds against a training step), where
 per-item generators would cost one generator and one kernel launch per item. Keying by
 step leaves nothing to save: a resumed run draws what the interrupted one would have.
@@ -61,12 +63,15 @@ class StepNoise:
         self.label_dropout, self.device, self.dtype = label_dropout, device, dtype
         self.augmentation = augmentation
         self.generator = torch.Generator(device)
+        # A loss-aware distribution's state: told each step's global losses (observe).
+        self.history = noise_sampling.loss_history(schedule)
 
     def at(self, step: int) -> StepDraws:
         """The draws of optimizer step ``step + 1`` (0-based ``step``, as the loop counts)."""
         gen = self.generator.manual_seed(mix_seed(self.seed, NOISE_STREAM, step))
         b = self.batch_size
-        levels = self.noise_sampling.sample(b, self.schedule, gen, self.device).to(self.device)
+        levels = self.noise_sampling.sample(b, self.schedule, gen, self.device,
+                                            history=self.history).to(self.device)
         eps = torch.randn((b, *self.shape), generator=gen, device=self.device, dtype=self.dtype)
         dropped = None
         if self.label_dropout > 0:  # one formula for dropout: drop_labels on a 0/1 vector
@@ -77,3 +82,9 @@ class StepNoise:
             augment = AugmentDraws(self.augmentation,
                                    self.augmentation.draw(b, gen, self.device))
         return StepDraws(levels, eps, dropped, augment)
+
+    def observe(self, losses: Tensor) -> None:
+        """The global batch's unweighted per-sample losses of the step drawn last, in batch
+        order, for a loss-aware distribution (nothing to do for a fixed one)."""
+        if self.history is not None:
+            self.history.observe(losses)

@@ -88,6 +88,7 @@ class RunState:
     scaler: object | None  # the precision policy's loss scaler
     guard: NanGuard
     batches: object  # data.batches.BatchStream
+    noise_history: object | None = None  # a loss-aware distribution's LossHistory
     step: int = 0
     seconds_before: float = 0.0  # training seconds of earlier sessions (from the checkpoint)
     session_start: float | None = None  # perf_counter when this session's loop started
@@ -141,6 +142,8 @@ class RunState:
             state["scaler"] = self.scaler.state_dict()
         state["nan_guard"] = self.guard.state_dict()
         tensors = {**tensors, "optimizer": opt_tensors}
+        if self.noise_history is not None:
+            tensors["noise_history"] = self.noise_history.state_dict()
         if extra:
             tensors["ema_extra"] = extra
         return ckpt_io.save_checkpoint(self.ckpt_dir, self.step, tensors, state,
@@ -172,6 +175,8 @@ class RunState:
             else:
                 torch.manual_seed(self.runtime.seed(self.recipe.run.seed) + ck.step)
             self.guard.load_state_dict(ck.state.get("nan_guard", {}))
+            if self.noise_history is not None and "noise_history" in ck.tensors:
+                self.noise_history.load_state_dict(ck.tensors["noise_history"])
             self.seconds_before = float(ck.state.get("train_seconds", 0.0))
             self.session_start = None
         self.step = ck.step

@@ -125,6 +125,8 @@ class OptimisationStep:
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             losses.append(per_sample.detach())
             total += loss.detach()
+        if self.noise.history is not None:  # loss-aware noise levels learn from the losses
+            self._observe_losses(torch.cat(losses), draws.levels.weight)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip true gradients (seed 001 §12.3)
         norm_before, norm_after = (self.clipping.clip(self._params) if self._plain_clip
@@ -141,6 +143,12 @@ class OptimisationStep:
             self.ema.update(self.model, step + 1, self.noise.batch_size)
         return StepResult(torch.cat(losses), draws.levels, norm_before.detach(),
                           norm_after.detach(), applied, verdict, marks)
+
+    def _observe_losses(self, per_sample: Tensor, weight: Tensor | None) -> None:
+        """Every process's unweighted losses, gathered in global batch order, to the history."""
+        unweighted = per_sample.float() if weight is None else per_sample.float() / weight.to(
+            per_sample.device).float()
+        self.noise.observe(self.runtime.gather(unweighted))
 
     def _apply_on_device(self, loss: Tensor, grad_norm: Tensor, step: int) -> tuple[Tensor, str]:
         """The optimizer step, skipped on the device when the loss or the gradients are

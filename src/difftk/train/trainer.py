@@ -61,7 +61,7 @@ class Trainer:
         self._build_step(forward)
         self.state = RunState(self.run_dir, recipe, self.spec, self.pixels.kind, runtime,
                               self.model, self.ema, self.optimizer, self.scaler, self.guard,
-                              self.batches)
+                              self.batches, self.optimisation_step.noise.history)
         if resume_from is not None:
             self.state.load(resume_from, streams=True)
             if runtime.is_main:  # which checkpoint, after a fall-back past a damaged one too
