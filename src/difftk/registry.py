@@ -62,6 +62,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.architectures.unet",
     "difftk.plugins.architectures.scorenet",
     "difftk.plugins.architectures.dit",
+    "difftk.plugins.architectures.edm2_unet",
     "difftk.plugins.architectures.diffusers_unet2d",
     "difftk.plugins.datasets.toy2d",
     "difftk.plugins.datasets.digits",
