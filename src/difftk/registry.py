@@ -48,6 +48,7 @@ BUILTIN_MODULES = (
     "difftk.plugins.noise_sampling",
     "difftk.plugins.samplers",
     "difftk.plugins.flow_samplers",
+    "difftk.plugins.adaptive_sampler",
     "difftk.plugins.variance",
     "difftk.plugins.losses",
     "difftk.plugins.precision",

@@ -46,7 +46,11 @@ def eval_command(
     samplers: Annotated[str | None, typer.Option(
         help="Comma list of samplers for --speed (default: all that fit the schedule).")] = None,
     nll: Annotated[bool, typer.Option(
-        "--nll", help="Negative log-likelihood bound in bits/dim on held-out images.")] = False,
+        "--nll", help="Negative log-likelihood in bits/dim on held-out images.")] = False,
+    nll_method: Annotated[str, typer.Option(
+        help="bound: the variational bound over a table's steps; ode: the probability-flow "
+             "ODE's exact likelihood (any schedule); auto: bound where there is a table.")
+    ] = "auto",
     nll_samples: Annotated[int, typer.Option(min=1, help="Held-out images scored by --nll.")
                            ] = 256,
     features: Annotated[str | None, typer.Option(
@@ -87,7 +91,7 @@ def eval_command(
     report = {"checkpoint": str(checkpoint), **({"guide": str(guide)} if guide else {}),
               **checkpoint_report(
         model, chosen, n=n, seed=seed, batch_size=batch_size, metrics=metrics, speed=timed,
-        nll_samples=nll_samples if nll else 0, features=learned)}
+        nll_samples=nll_samples if nll else 0, features=learned, nll_method=nll_method)}
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
         return
@@ -97,7 +101,8 @@ def eval_command(
     if "nfe_per_image" in report:
         typer.echo(f"  {'nfe_per_image':<20} {report['nfe_per_image']}")
     for key, value in report.get("nll", {}).items():
-        typer.echo(f"  {key:<20} {value:.6g}")
+        typer.echo(f"  {key:<20} {value:.6g}" if not isinstance(value, str) else
+                   f"  {key:<20} {value}")
     if "speed" in report:
         typer.echo(f"  {'sampler':<16} {'grid':<10} {'steps':>5} {'NFE/image':>9} {'images/s':>10}")
         for row in report["speed"]:

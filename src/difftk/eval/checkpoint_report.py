@@ -1,5 +1,6 @@
 """What ``difftk eval`` measures of a trained model: sample metrics against the held-out
-split, the speed of each sampler, and the NLL bound in bits/dim (eval/nll.py)."""
+split, the speed of each sampler, and the likelihood in bits/dim (the bound, eval/nll.py, or
+the ODE's, eval/ode_likelihood.py)."""
 
 from __future__ import annotations
 
@@ -31,23 +32,44 @@ def speed_samplers(recipe: Recipe, names: list[str] | None = None, steps: int | 
     return out
 
 
-def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int
-               ) -> dict[str, float]:
-    """The variational bound on ``heldout`` (eval/nll.py), for a t-space schedule only."""
-    from difftk.eval.nll import nll_bits_per_dim
+NLL_METHODS = ("auto", "bound", "ode")
 
+
+def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
+               method: str = "auto", data_part=None, kind: str = "image") -> dict[str, float]:
+    """The likelihood of ``heldout``: the variational bound summed over a t-space schedule's
+    table (eval/nll.py), or the probability-flow ODE's exact likelihood on any schedule
+    (eval/ode_likelihood.py). ``auto`` takes the bound where the schedule has a table."""
     schedule = denoiser.schedule
-    if not getattr(schedule, "has_table", False):
-        raise DifftkError("--nll sums the bound over the steps of a t-space schedule's table, "
-                          f'and the schedule "{schedule.name}" has none')
+    if method not in NLL_METHODS:
+        raise DifftkError(f"--nll-method must be one of {', '.join(NLL_METHODS)}")
+    if method == "auto":
+        method = "bound" if getattr(schedule, "has_table", False) else "ode"
     device = next(denoiser.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
-    return nll_bits_per_dim(denoiser, heldout.to(device), batch_size=batch_size, generator=gen)
+    if method == "bound":
+        from difftk.eval.nll import nll_bits_per_dim
+
+        if not getattr(schedule, "has_table", False):
+            raise DifftkError("--nll-method bound sums the bound over the steps of a t-space "
+                              f'schedule\'s table, and the schedule "{schedule.name}" has none; '
+                              "use --nll-method ode")
+        return {"nll_method": "bound", **nll_bits_per_dim(
+            denoiser, heldout.to(device), batch_size=batch_size, generator=gen)}
+    from difftk.eval.ode_likelihood import ode_nll_bits_per_dim
+
+    width = None
+    if kind == "image" and data_part is not None and getattr(data_part, "std", None):
+        width = [1.0 / (255.0 * float(s)) for s in data_part.std]  # one 8-bit bin per channel
+    return {"nll_method": "ode", **ode_nll_bits_per_dim(
+        denoiser, heldout.to(device), bin_width=width if width is None or len(width) > 1
+        else width[0], batch_size=batch_size, generator=gen)}
 
 
 def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int = 500,
                       metrics: bool = True, speed: list | None = None,
-                      nll_samples: int = 0, features: dict | None = None) -> dict:
+                      nll_samples: int = 0, features: dict | None = None,
+                      nll_method: str = "auto") -> dict:
     """Evaluate ``model`` (a restored checkpoint or weights file: recipe, denoiser, spec,
     step) with ``sampler``; ``speed``: samplers to time; ``nll_samples``: held-out images
     the NLL bound scores (0: none); ``features``: learned feature extractors for FID/KID
@@ -78,5 +100,6 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
             raise DifftkError(f'--nll bounds the likelihood of pixels, and this model draws '
                               f'[latents] "{model.recipe.parts["latents"].name}"; leave out --nll')
         report["nll"] = nll_report(model.denoiser, data.heldout[:nll_samples], seed=seed,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, method=nll_method,
+                                   data_part=model.recipe.parts["data"], kind=data.kind)
     return report
