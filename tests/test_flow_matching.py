@@ -285,3 +285,40 @@ def test_cosmap_density_is_sd3s():
                                               "cpu")
     assert float(weighted.weight.double().mean()) == pytest.approx(1.0, abs=0.02)
     assert UniformT().sample(4, schedule, torch.Generator(), "cpu").alpha.shape == (4,)
+
+
+def test_sd3_weightings_equal_diffusers():
+    """diffusers.training_utils.compute_loss_weighting_for_sd3 at the rectified-flow sigmas."""
+    from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+    from difftk.plugins.weights import SD3CosMap, SD3SigmaSqrt
+
+    schedule = RectifiedFlow()
+    levels = schedule.levels_at_time(torch.linspace(0.05, 0.95, 10, dtype=torch.float64))
+    sigmas = levels.sigma.double()
+    for ours, scheme in ((SD3SigmaSqrt(), "sigma_sqrt"), (SD3CosMap(), "cosmap")):
+        reference = compute_loss_weighting_for_sd3(scheme, sigmas=sigmas)
+        assert torch.allclose(ours.at(levels), reference.double(), rtol=1e-5), scheme
+
+
+def test_sit_velocity_weight_makes_a_noise_loss_the_velocity_loss():
+    """SiT: (D / sigma)^2 ||eps err||^2 = ||velocity err||^2 on the linear path, and the
+    likelihood weight is D / sigma^2 = 1 / (t (1 - t)) on the eps-MSE."""
+    from difftk.plugins.targets import Eps
+    from difftk.plugins.weights import SiTLikelihood, SiTVelocity
+
+    schedule = RectifiedFlow()
+    t = torch.tensor([0.1, 0.4, 0.8], dtype=torch.float64)
+    levels = schedule.levels_at_time(t)
+    g = torch.Generator().manual_seed(11)
+    x0, eps, err = (torch.randn(3, 4, generator=g) for _ in range(3))
+    x_t = levels.alpha[:, None] * x0 + levels.sigma[:, None] * eps
+    eps_t, vel = Eps().bind(schedule), Velocity().bind(schedule)
+    eps_hat = eps + 0.1 * err  # an eps model's error, and the velocity it implies
+    v_hat = vel.value(eps_t.to_x0(eps_hat, x_t, levels), eps_hat, levels)
+    w = SiTVelocity().on_target(levels, eps_t, schedule).double()
+    eps_loss = w * (eps_hat - eps).double().pow(2).sum(1)
+    vel_loss = (v_hat - vel.value(x0, eps, levels)).double().pow(2).sum(1)
+    assert torch.allclose(eps_loss, vel_loss, rtol=1e-4)
+    likelihood = SiTLikelihood().on_target(levels, eps_t, schedule).double()
+    assert torch.allclose(likelihood, 1 / (t * (1 - t)), rtol=1e-5)

@@ -281,6 +281,18 @@ class DiscreteSchedule(Schedule):
             return self.time_from_log_snr(levels.log_snr).float()
         return levels.t.float()
 
+    def path_derivative(self, levels: Levels) -> PathDerivative:
+        """d alpha / dt, d sigma / dt along the interpolated table: a central difference of
+        width 1e-3 steps (one-sided at t = 0 and T), since autograd through the piecewise
+        interpolation is undefined at its table points and infinite-logSNR ends."""
+        t = levels.t.double() if levels.t is not None else \
+            self.time_from_log_snr(levels.log_snr.double())
+        h = 1e-3
+        lo, hi = (t - h).clamp(0, self.num_steps), (t + h).clamp(0, self.num_steps)
+        (a_lo, s_lo), (a_hi, s_hi) = self.alpha_sigma(lo), self.alpha_sigma(hi)
+        return PathDerivative(t=t, d_alpha=(a_hi - a_lo) / (hi - lo),
+                              d_sigma=(s_hi - s_lo) / (hi - lo))
+
     def sigma_edm_range(self) -> tuple[float, float]:
         ab = self.table["alpha_bar"]
         lo = math.sqrt((1 - ab[1].item()) / ab[1].item())

@@ -36,6 +36,8 @@ class Weighting(Component, UsesTable):
     family: ClassVar[str] = "weights"
 
     relative_to: RelativeTo = Field("target", description=RELATIVE_TO_HELP)
+    # A weighting that reads the schedule's rates (not SNR alone) overrides ``at`` and says so.
+    reads_schedule: ClassVar[bool] = False
 
     def __call__(self, snr: Tensor) -> Tensor:
         """w(SNR), elementwise."""

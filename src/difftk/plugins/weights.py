@@ -8,7 +8,9 @@ eps, SNR + 1 for v, 1 for x0; seed 003 eq. 5.7). The defaults follow each paper.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -257,8 +259,81 @@ class ELBO(Weighting):
         return torch.where(frac == 0, w[lo], interpolated).to(levels.alpha.device)
 
 
+def _rectified_flow_time(snr):
+    """The rectified-flow time t of a level, t / (1 - t) = sigma_edm = 1 / sqrt(SNR)."""
+    return 1.0 / (1.0 + snr.sqrt())
+
+
+class SD3SigmaSqrt(Weighting):
+    """Stable Diffusion 3's "sigma_sqrt" weight t^-2 on the velocity MSE, t the rectified-flow
+    time (diffusers' ``compute_loss_weighting_for_sd3``; Esser et al. 2024 §3.1)."""
+
+    name = "sd3_sigma_sqrt"
+
+    def __call__(self, snr):
+        return _rectified_flow_time(snr) ** -2
+
+
+class SD3CosMap(Weighting):
+    """SD3's "cosmap" weight 2 / (pi (1 - 2t + 2t^2)) on the velocity MSE (Esser et al. 2024
+    eq. 21 as a weight; diffusers' ``compute_loss_weighting_for_sd3``)."""
+
+    name = "sd3_cosmap"
+
+    def __call__(self, snr):
+        t = _rectified_flow_time(snr)
+        return 2.0 / (math.pi * (1.0 - 2.0 * t + 2.0 * t**2))
+
+
+class _SiTWeight(Weighting):
+    """SiT's weights for noise and score models (Ma et al. 2024, ``training_losses``), on the
+    eps-MSE and applied here to the x0-MSE (relative_to = "x0"; ||eps err||^2 = SNR ||x0 err||^2
+    at fixed x_t). D = sigma sigma' - (alpha' / alpha) sigma^2 is the path's g^2 / 2 (SiT's
+    ``compute_drift`` diffusion term), from the schedule's rates; the x0-MSE forms below
+    multiply out the 1 / alpha, so they stay finite at alpha = 0."""
+
+    relative_to: RelativeTo = _x0_default()
+    reads_schedule: ClassVar[bool] = True
+
+    def __call__(self, snr):
+        raise TypeError(f"the {self.name} weighting reads the schedule's rates; call "
+                        "at(levels, schedule)")
+
+    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+        raise NotImplementedError
+
+    def at(self, levels: Levels, schedule=None):
+        if schedule is None:
+            raise TypeError(f"the {self.name} weighting needs the schedule of the levels")
+        rate = schedule.path_derivative(levels)
+        alpha, sigma = levels.alpha.double(), levels.sigma.double()
+        return self.on_x0(alpha, sigma, rate.d_alpha.to(sigma), rate.d_sigma.to(sigma))
+
+
+class SiTVelocity(_SiTWeight):
+    """SiT's "velocity" weight (D / sigma)^2 on the eps-MSE, which makes a noise model's loss
+    the velocity MSE: (sigma' alpha - alpha' sigma)^2 / sigma^2 on the x0-MSE (1 / t^2 on
+    rectified flow)."""
+
+    name = "sit_velocity"
+
+    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+        return (d_sigma * alpha - d_alpha * sigma) ** 2 / sigma**2
+
+
+class SiTLikelihood(_SiTWeight):
+    """SiT's "likelihood" weight D / sigma^2 on the eps-MSE, Song et al. 2021's maximum-
+    likelihood weighting lambda = g^2 of the score loss: (sigma' alpha^2 / sigma - alpha' alpha)
+    / sigma^2 on the x0-MSE."""
+
+    name = "sit_likelihood"
+
+    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+        return (d_sigma * alpha**2 / sigma - d_alpha * alpha) / sigma**2
+
+
 BUILTIN_WEIGHTS = (Uniform, SNRWeight, SNRPow, LogSNR, MinSNR, MaxSNR, SNRClip, P2, EDMWeight,
-                   EDM2Uncertainty, ELBO)
+                   EDM2Uncertainty, ELBO, SD3SigmaSqrt, SD3CosMap, SiTVelocity, SiTLikelihood)
 
 
 @hookimpl

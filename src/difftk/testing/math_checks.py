@@ -163,11 +163,11 @@ def check_target_network_io(target) -> None:
 # ---------------------------------------------------------------- weights
 def _weight_levels(weighting) -> list[tuple[object, Levels]]:
     """(schedule, levels) pairs spanning the SNR range the weighting must handle."""
-    if weighting.needs_table:
+    if weighting.needs_table or weighting.reads_schedule:
         out = []
         for schedule in _usable_schedules(weighting):
-            T = schedule.num_steps
-            out.append((schedule, schedule.levels_at(torch.arange(1, T + 1))))
+            if schedule.has_table:
+                out.append((schedule, schedule.levels_at(torch.arange(1, schedule.num_steps + 1))))
             out.append((schedule, schedule.levels_from_sigma_edm(_sigma_grid(schedule))))
         return out
     log_snr = torch.linspace(-LOG_SNR_SPAN, LOG_SNR_SPAN, 121, dtype=torch.float64)
