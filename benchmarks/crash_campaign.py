@@ -51,7 +51,7 @@ def corruptions(out: Path) -> tuple[int, int, list[str]]:
     from test_checkpoint_integrity import CORRUPTIONS
 
     from difftk.errors import CheckpointError
-    from difftk.train.checkpoint import load_intact
+    from difftk.run.checkpoint import load_intact
 
     detected, missed = 0, []
     for case, damage in CORRUPTIONS.items():
@@ -77,7 +77,7 @@ def state_bit_flips(out: Path, flips: int = 200) -> tuple[int, int]:
     import random
 
     from difftk.errors import CheckpointError
-    from difftk.train.checkpoint import load_intact
+    from difftk.run.checkpoint import load_intact
 
     rng = random.Random(0)
     detected = 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ import torch
 
 from difftk.eval.nll import nll_bits_per_dim
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 

@@ -21,7 +21,7 @@ import torch
 from difftk.bench.difftk_loop import DifftkLoop
 from difftk.bench.interleave import interleaved_step_times
 from difftk.recipe import load_recipe
-from difftk.train.training_data import training_data
+from difftk.run.training_data import training_data
 
 
 class Variant(DifftkLoop):

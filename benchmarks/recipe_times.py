@@ -33,7 +33,7 @@ from difftk.bench.interleave import interleaved_step_times
 from difftk.bench.run import random_data
 from difftk.errors import DifftkError
 from difftk.recipe import load_recipe
-from difftk.train.training_data import training_data
+from difftk.run.training_data import training_data
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 # data sets that are downloads rather than files on the machine, and their image shapes

@@ -22,7 +22,7 @@ import torch
 
 from difftk.errors import DifftkError
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 BASE_RECIPE = Path(__file__).resolve().parent.parent / "recipes/final_project/01_mean_matching.toml"

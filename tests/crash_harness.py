@@ -8,7 +8,7 @@ A request is one JSON line on stdin:
      "kill_step": S, "count": PATH}
 
 ``kill_op = K`` sends SIGKILL to the child just before its K-th file-system step in
-difftk.train.checkpoint (writes, fsyncs, renames, removals, links; counted from 1);
+difftk.run.checkpoint (writes, fsyncs, renames, removals, links; counted from 1);
 with ``torn`` a file write at that point is cut in half first. ``kill_step = S`` kills
 it right after training step S. ``count`` receives how many steps the child made. The
 answer is one JSON line: {"rc": exit status, "killed": bool}.
@@ -31,7 +31,7 @@ STEPS = ("_write_file", "_fsync", "_rename", "_remove_tree", "_symlink", "_excha
 def _install_kill_points(kill_op: int | None, torn: bool, kill_step: int | None) -> list[int]:
     """Wrap the checkpoint writer's file-system steps (and Trainer.train_step) so that the
     chosen one kills the process; returns the live count of steps made."""
-    from difftk.train import checkpoint
+    from difftk.run import checkpoint
     from difftk.train.trainer import Trainer
 
     made = [0]
@@ -132,7 +132,7 @@ class Zygote:
 
 def final_tensors(run_dir: Path) -> dict:
     """model, ema and optimizer of a run's latest checkpoint, verified."""
-    from difftk.train.checkpoint import load_checkpoint
+    from difftk.run.checkpoint import load_checkpoint
 
     ck = load_checkpoint(run_dir / "checkpoints" / "latest", groups=("model", "ema", "optimizer"))
     return {"step": ck.step, **ck.tensors}

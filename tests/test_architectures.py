@@ -412,7 +412,7 @@ def test_info_measures_a_latent_recipe_on_its_latents(root):
 @pytest.mark.parametrize("name", ["mlp", "scorenet", "unet", "dit"])
 def test_each_architecture_recipe_trains_on_digits(root, tmp_path, name):
     from difftk.recipe import load_recipe
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.trainer import Trainer
 
     sets = [f'run.out_dir="{tmp_path}"', "train.steps=3", "log.val_every=0",

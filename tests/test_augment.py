@@ -15,7 +15,7 @@ from difftk.nn.architecture import DataSpec
 from difftk.plugins import augmentations
 from difftk.plugins.augmentations import EdmAugment, NoAugmentation
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 OFF = dict(xflip=0, yflip=0, rotate_int=0, translate_int=0, scale=0, rotate_frac=0, aniso=0,

@@ -267,7 +267,7 @@ def test_data_stats_never_prints_sigma_data_nan(tmp_path):
 
 def test_constant_images_with_sigma_data_from_the_data_is_a_sentence(tmp_path):
     from difftk.plugins.datasets.npz import Npz
-    from difftk.train.assemble import resolve_sigma_data
+    from difftk.run.assemble import resolve_sigma_data
 
     bundle = Npz(path=_npz(tmp_path, images=np.full((20, 1, 5, 5), 7, np.uint8))).load()
     recipe = load_recipe(ROOT / "recipes/edm.toml", warn=False)
@@ -336,7 +336,7 @@ def test_a_sparse_safetensors_file_claiming_more_than_memory_is_one_sentence(tmp
     from typer.testing import CliRunner
 
     from difftk.cli import app
-    from difftk.train.assemble import available_memory
+    from difftk.run.assemble import available_memory
 
     have = available_memory(torch.device("cpu"))
     claim = (have // 4 + 2**20) * 4  # one float32 tensor just larger than memory

@@ -10,7 +10,7 @@ import torch
 from difftk.optim.ema import INITIAL_SHARE_LIMIT, initial_share, too_young
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 
@@ -93,7 +93,7 @@ def test_young_fixed_ema_samples_the_raw_weights(root, tmp_path, capsys):
     ema = trainer.monitor.draw_samples(16)
     trainer.monitor.use_raw_weights = True
     assert not torch.allclose(raw, ema)
-    from difftk.train.assemble import restore
+    from difftk.run.assemble import restore
 
     restored = restore(tmp_path / "young", torch.device("cpu"))
     assert "raw weights" in capsys.readouterr().err

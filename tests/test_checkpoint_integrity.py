@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from difftk.cli import app
 from difftk.errors import CheckpointError, DifftkError
 from difftk.recipe import load_recipe
-from difftk.train import checkpoint as ckpt_io
-from difftk.train.runtime import make_runtime
+from difftk.run import checkpoint as ckpt_io
+from difftk.run.runtime import make_runtime
 from difftk.train.session import run_training
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def flip(path, offset=-8):
 def rewrite_state(ck, change, seal=True):
     """Edit state.json; ``seal``: recompute its own checksum too (as a deliberate forger
     would), so what is tested is the check of the edited field itself."""
-    from difftk.train.state_record import SELF_KEY, sealed
+    from difftk.run.state_record import SELF_KEY, sealed
 
     state = json.loads((ck / "state.json").read_text())
     new = {k: v for k, v in change(state).items() if k != SELF_KEY}

@@ -20,7 +20,7 @@ from conftest import ROOT
 from safetensors.torch import load_file
 
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 SMALL = ["model.width=16", "model.depth=1", "train.batch_size=32", "log.every=1",
@@ -204,7 +204,7 @@ def test_memory_states_the_per_device_budget_of_a_sharded_run(root):
 def test_a_batch_schedulers_sigterm_stops_both_ranks_at_one_saved_step(tmp_path):
     # torchrun passes SIGTERM on to every process: each finishes its step, the ranks save one
     # checkpoint together, say so, and exit; the run resumes from it on one process
-    from difftk.train.checkpoint import load_checkpoint
+    from difftk.run.checkpoint import load_checkpoint
 
     command, env = _torchrun_command(tmp_path, "sig", "train.steps=100000")
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,

@@ -16,9 +16,9 @@ from difftk.interop.unet_layout import diffusers_config, not_expressible
 from difftk.nn.architecture import DataSpec
 from difftk.plugins.architectures.unet import UNet
 from difftk.recipe import load_recipe
-from difftk.train.assemble import restore
-from difftk.train.runtime import make_runtime
-from difftk.train.state_record import sealed
+from difftk.run.assemble import restore
+from difftk.run.runtime import make_runtime
+from difftk.run.state_record import sealed
 from difftk.train.trainer import Trainer
 
 diffusers = pytest.importorskip("diffusers")

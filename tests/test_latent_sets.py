@@ -90,7 +90,7 @@ def test_encoded_latents_and_their_decoding_equal_diffusers_own(vae_and_pixels):
 
 def test_training_on_a_latent_set_and_refusing_another_codec(vae_and_pixels):
     from difftk.recipe import load_recipe
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.trainer import Trainer
 
     root, _, _ = vae_and_pixels

@@ -161,7 +161,7 @@ def test_latents_are_cached_beside_the_weights(tiny_autoencoder, digits):
 
 
 def test_sigma_data_is_measured_on_the_latents(root, tmp_path):
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.trainer import Trainer
 
     recipe = load_recipe(root / "recipes/architectures/mlp.toml", [

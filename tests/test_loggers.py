@@ -13,7 +13,7 @@ from difftk.cli import app
 from difftk.errors import RecipeError
 from difftk.logger import RunInfo, flatten_config
 from difftk.recipe import load_recipe
-from difftk.train.run_logger import RunLogger
+from difftk.run.run_logger import RunLogger
 
 TINY = ["model.width=16", "model.depth=1", "train.batch_size=32", "train.steps=6",
         "log.every=2", "log.val_every=3", "log.num_samples=4", "log.checkpoint_every=0",

@@ -102,7 +102,7 @@ def test_resume_with_a_loss_history_is_bit_identical(root, tmp_path, monkeypatch
     from difftk.recipe import load_recipe
     from difftk.train import interrupt
     from difftk.train.interrupt import TrainingInterrupted
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.session import run_training
     from difftk.train.trainer import Trainer
 

@@ -16,7 +16,7 @@ from difftk.plugins.schedules import Linear
 from difftk.plugins.targets import X0, EDMPrecond, Eps, Mean, Score, V
 from difftk.plugins.variance import FixedSmall, LearnedRange
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 SCHEDULE = Linear()

@@ -158,7 +158,7 @@ def test_scorenet_declares_seed_004s_rate_for_rho(registry):
 
 
 def test_trainer_sets_every_group_from_the_schedule(root, tmp_path):
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.trainer import Trainer
 
     r = load_recipe(root / "recipes/architectures/scorenet.toml", [

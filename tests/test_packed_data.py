@@ -28,7 +28,7 @@ from difftk.data.pack import finish, pack_split
 from difftk.data.packed import Manifest, PackedItems, read_manifest
 from difftk.errors import DataError, DataUnavailable
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 MLP = ROOT / "recipes/architectures/mlp.toml"

@@ -7,7 +7,7 @@ import torch
 from difftk.data.batches import BatchStream, LoaderStream, batch_stream
 from difftk.data.dataset import DataBundle
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 DATA = torch.arange(50 * 2 * 3, dtype=torch.float32).reshape(50, 1, 2, 3)

@@ -5,7 +5,7 @@ import torch
 
 from difftk.errors import DifftkError
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 SMALL = ["model.width=16", "model.depth=1", "train.batch_size=16", "log.num_samples=8",

@@ -45,7 +45,7 @@ def check_recipe(data: dict) -> None:
 def check_runnable(recipe) -> None:
     """What `train` does first with a valid recipe, cheaply: seed its streams, build its
     optimizer, find its device. Each must work or be a DifftkError (a sentence)."""
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
 
     for stream in range(3):  # the trainer's seed + 0, 1, 2
         torch.Generator().manual_seed(recipe.run.seed + stream)

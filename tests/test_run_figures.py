@@ -5,7 +5,7 @@ import pytest
 
 from difftk.analysis.run_figures import RUN_FIGURES
 from difftk.recipe import load_recipe
-from difftk.train.assemble import resolve_sigma_data
+from difftk.run.assemble import resolve_sigma_data
 
 # One recipe per distinct pairing the figures must handle: EDM, DDPM, the posterior-mean
 # target (needs the schedule's table) and the ELBO weight (a t-space weight).

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]

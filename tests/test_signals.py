@@ -9,7 +9,7 @@ import time
 import pytest
 from test_run_lock import env, train_cmd, wait_for_lock
 
-from difftk.train.checkpoint import load_checkpoint
+from difftk.run.checkpoint import load_checkpoint
 from difftk.train.run_lock import LOCK_NAME
 
 

@@ -12,7 +12,7 @@ from difftk.cli import app
 from difftk.errors import TrainingDivergedError
 from difftk.eval.distances import energy_distance, sliced_wasserstein
 from difftk.recipe import load_recipe
-from difftk.train.runtime import make_runtime
+from difftk.run.runtime import make_runtime
 from difftk.train.trainer import Trainer
 
 runner = CliRunner()

@@ -163,7 +163,7 @@ def test_learned_variance_starts_at_beta_so_a_zero_output_trains(registry, root,
     import torch
 
     from difftk.recipe import load_recipe
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
     from difftk.train.trainer import Trainer
 
     beta = torch.tensor([[1e-4], [0.02]])

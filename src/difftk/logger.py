@@ -3,7 +3,7 @@
 A ``Logger`` is a component (its fields are its settings, e.g. a file name or a wandb
 project); ``open`` turns it into a ``LogWriter`` for one run. A writer takes the kinds of
 record its backend can hold and ignores the others (the base methods do nothing), so one
-fan-out (difftk.train.run_logger) can send every record to every backend. ``log.backends``
+fan-out (difftk.run.run_logger) can send every record to every backend. ``log.backends``
 in the recipe lists the loggers of a run; only the main process opens them.
 """
 

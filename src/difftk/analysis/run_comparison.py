@@ -5,7 +5,7 @@ A run's scalars come from its ``metrics.jsonl`` where the jsonl backend wrote on
 floats), otherwise from its TensorBoard events (tensorboard's EventAccumulator). A step logged
 twice (a resumed run repeats the steps after its last checkpoint) keeps the later value.
 The final metrics are the last value of every ``loss/`` and ``eval/`` scalar, the same ones
-the run hands TensorBoard's hparams table (train/run_logger.py).
+the run hands TensorBoard's hparams table (run/run_logger.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from difftk.errors import DifftkError
 from difftk.logger import flatten_config
-from difftk.train.run_logger import FINAL_METRIC_GROUPS
+from difftk.run.run_logger import FINAL_METRIC_GROUPS
 
 # Fields that name a run rather than describe it: always different, never compared.
 IDENTITY_FIELDS = ("run.name", "run.out_dir")

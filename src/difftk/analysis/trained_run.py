@@ -66,9 +66,9 @@ class TrainedRun:
 def load_trained_run(path, device: str = "auto", use_ema: bool = True,
                      max_samples: int | None = None) -> TrainedRun:
     """Restore a checkpoint (run directory, checkpoints/latest or a step directory)."""
-    from difftk.train.assemble import restore
-    from difftk.train.checkpoint import resolve_checkpoint_dir
-    from difftk.train.runtime import make_runtime
+    from difftk.run.assemble import restore
+    from difftk.run.checkpoint import resolve_checkpoint_dir
+    from difftk.run.runtime import make_runtime
 
     dev = make_runtime(device).device
     restored = restore(path, dev, use_ema=use_ema)
@@ -93,7 +93,7 @@ def log_analysis_figure(run: TrainedRun, name: str, image: np.ndarray) -> Path |
     step; returns the event directory, or None when the checkpoint is outside a run."""
     if run.run_dir is None:
         return None
-    from difftk.train.run_logger import RunLogger
+    from difftk.run.run_logger import RunLogger
 
     logger = RunLogger.for_recipe(run.recipe, run.run_dir, enabled=True)
     logger.image(f"analysis/{name}", image, run.step)

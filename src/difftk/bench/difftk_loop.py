@@ -20,12 +20,12 @@ from difftk.data.dataset import DataBundle
 from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe
-from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.draws import StepNoise
 from difftk.train.metric_window import MetricWindow
 from difftk.train.nan_guard import NanGuard
-from difftk.train.run_logger import RunLogger
-from difftk.train.runtime import Runtime
+from difftk.run.run_logger import RunLogger
+from difftk.run.runtime import Runtime
 from difftk.train.step import OptimisationStep
 
 

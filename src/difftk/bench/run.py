@@ -30,7 +30,7 @@ from difftk.errors import DifftkError
 from difftk.nn.auto_speed import chosen
 from difftk.nn.cost import network_cost
 from difftk.recipe import Recipe
-from difftk.train.training_data import training_data
+from difftk.run.training_data import training_data
 
 BASELINES = ("raw", "diffusers")
 

@@ -41,7 +41,7 @@ def bench(
     from difftk.bench.report import report_lines
     from difftk.bench.run import BenchOptions, run_bench
     from difftk.recipe import load_recipe
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
 
     r = load_recipe(recipe, set_)
     options = BenchOptions(

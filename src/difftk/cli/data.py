@@ -27,7 +27,7 @@ def stats(
     import torch
 
     from difftk.recipe import load_recipe
-    from difftk.train.training_data import training_data
+    from difftk.run.training_data import training_data
 
     r = load_recipe(recipe, set_)
     part = r.parts["data"]
@@ -197,7 +197,7 @@ def encode(
     from difftk.errors import DataError, DifftkError
     from difftk.latents.encode_pack import EncodedItems, channel_moments
     from difftk.recipe import component_from_table
-    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.run.runtime import announce_failure, make_runtime
 
     runtime = None
     try:

@@ -78,7 +78,7 @@ def eval_command(
     from difftk.eval.features import learned_features
     from difftk.eval.trained_model import load_trained_model, with_guide
     from difftk.recipe import sampler_with_overrides
-    from difftk.train.runtime import make_runtime
+    from difftk.run.runtime import make_runtime
 
     dev = make_runtime(device).device
     learned = learned_features(features, weights, dev) if metrics else None
@@ -112,7 +112,7 @@ def eval_command(
 
 def _paper(path, ref, metrics, weights, dinov2, inception_input, cache, sampler, steps,
            guidance, n, seed, batch_size, ema, set_, device, as_json, guide=None):
-    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.run.runtime import announce_failure, make_runtime
 
     runtime = None
     try:

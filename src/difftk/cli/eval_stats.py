@@ -47,7 +47,7 @@ def eval_stats(
 
     Under torchrun each process reads its share of the images and the statistics are summed,
     so the file does not depend on the number of processes."""
-    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.run.runtime import announce_failure, make_runtime
 
     runtime = None
     try:

@@ -69,7 +69,7 @@ def sample(
     model, label i mod the number of labels, so the set is the same for any --batch-size and
     any number of processes. Under torchrun (--format png-dir) each process draws its share
     of the batches; a batch whose files exist is skipped, so a killed job resumes."""
-    from difftk.train.runtime import announce_failure, make_runtime
+    from difftk.run.runtime import announce_failure, make_runtime
 
     runtime = None
     try:

@@ -1,7 +1,7 @@
 """What a recipe's network takes and emits, with or without loading its data set.
 
 ``difftk info --shape 3,32,32`` measures a network for a shape no data set is loaded for;
-the spec still comes from the trainer's own rule (train/assemble.py ``data_spec``), fed a
+the spec still comes from the trainer's own rule (run/assemble.py ``data_spec``), fed a
 stand-in data set of that shape, so the two can never disagree.
 """
 
@@ -12,8 +12,8 @@ import torch
 from difftk.data.dataset import DataBundle
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import Recipe
-from difftk.train.assemble import data_spec
-from difftk.train.training_data import training_data
+from difftk.run.assemble import data_spec
+from difftk.run.training_data import training_data
 
 
 def network_spec(recipe: Recipe, shape: tuple[int, ...] | None = None,

@@ -1,7 +1,7 @@
 """A trained model for sampling and evaluation, from a checkpoint or a weights file.
 
 ``difftk sample`` and ``difftk eval`` take either a checkpoint (its directory, its run
-directory, or ``checkpoints/latest``: train/assemble.py) or the single safetensors file
+directory, or ``checkpoints/latest``: run/assemble.py) or the single safetensors file
 ``difftk ema`` writes. That file holds one set of weights (the post-hoc EMA, Karras et al.
 2024) and, in its metadata, what is needed to rebuild the network around them: the run's
 resolved recipe, the network's data spec, the data kind and the step. ``weights_file_metadata``
@@ -20,10 +20,10 @@ from safetensors import SafetensorError, safe_open
 from difftk.errors import CheckpointError, DifftkError
 from difftk.nn.architecture import DataSpec
 from difftk.recipe import recipe_from_text
-from difftk.train.assemble import Restored, assemble, restore, restore_codec
-from difftk.train.checkpoint import nonfinite_tensors
-from difftk.train.state_record import SpecRecord
-from difftk.train.weights_file import refuse_oversized_file
+from difftk.run.assemble import Restored, assemble, restore, restore_codec
+from difftk.run.checkpoint import nonfinite_tensors
+from difftk.run.state_record import SpecRecord
+from difftk.run.weights_file import refuse_oversized_file
 
 RECIPE, SPEC, KIND, STEP = "difftk_recipe", "difftk_spec", "difftk_kind", "difftk_step"
 
@@ -33,7 +33,7 @@ def weights_file_metadata(run_dir: str | Path, step: int) -> dict[str, str]:
     the run's recipe.toml, and the spec and data kind of its latest checkpoint (from the
     recipe's data set when the run has no checkpoint yet). Empty when the run directory
     holds no recipe.toml."""
-    from difftk.train.checkpoint import resolve_checkpoint_dir
+    from difftk.run.checkpoint import resolve_checkpoint_dir
 
     recipe_file = Path(run_dir) / "recipe.toml"
     if not recipe_file.is_file():
@@ -43,8 +43,8 @@ def weights_file_metadata(run_dir: str | Path, step: int) -> dict[str, str]:
         state = json.loads((resolve_checkpoint_dir(run_dir) / "state.json").read_text())
         spec, kind = state["spec"], state.get("kind", "image")
     except CheckpointError:
-        from difftk.train.assemble import data_spec
-        from difftk.train.training_data import training_data
+        from difftk.run.assemble import data_spec
+        from difftk.run.training_data import training_data
 
         recipe = recipe_from_text(recipe_toml, source=str(recipe_file))
         data = training_data(recipe, torch.device("cpu")).data  # a latent run's latents

@@ -47,7 +47,7 @@ def _network_and_config(model_part, net, spec) -> tuple[dict, dict]:
 
 
 def export_diffusers(checkpoint: Path, out: Path, use_ema: bool = True) -> Exported:
-    from difftk.train.assemble import restore
+    from difftk.run.assemble import restore
 
     restored = restore(checkpoint, torch.device("cpu"), use_ema=use_ema)
     parts = restored.recipe.parts

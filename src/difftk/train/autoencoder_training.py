@@ -62,7 +62,7 @@ def train_autoencoder(recipe: AutoencoderRecipe, device: torch.device,
     from difftk.recipe import logger_parts
     from difftk.registry import default_registry
     from difftk.train.progress import training_progress
-    from difftk.train.run_logger import RunLogger
+    from difftk.run.run_logger import RunLogger
 
     a, run_dir = recipe.autoencoder, recipe.run_dir
     weights = run_dir / WEIGHTS_NAME

@@ -31,13 +31,13 @@ def _net_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def source_weights(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
     """("difftk" | "diffusers", the network weights) read from PATH."""
-    from difftk.train.checkpoint import load_checkpoint, nonfinite_tensors
+    from difftk.run.checkpoint import load_checkpoint, nonfinite_tensors
 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"train.init_from: {path} does not exist ({SOURCE_HELP})")
     if path.is_file():
-        from difftk.train.weights_file import refuse_oversized_file
+        from difftk.run.weights_file import refuse_oversized_file
 
         refuse_oversized_file(path)
         try:

@@ -27,9 +27,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from difftk.recipe import Recipe
-from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.strategy import shard_units
-from difftk.train.training_data import training_data
+from difftk.run.training_data import training_data
 
 
 def _storage_key(t: torch.Tensor) -> int:

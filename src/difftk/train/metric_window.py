@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from difftk.errors import TrainingDivergedError
-from difftk.train.run_logger import RunLogger
-from difftk.train.runtime import Runtime
+from difftk.run.run_logger import RunLogger
+from difftk.run.runtime import Runtime
 from difftk.train.step import StepResult
 
 # Loss-by-noise-level buckets: ln(EDM sigma) in [-6, 6) split into 8 bins.
@@ -85,7 +85,7 @@ class MetricWindow:
                                   self.bucket_sum, self.bucket_count]))
         loss = float(sums[0] / sums[1])
         if not math.isfinite(loss):
-            from difftk.train.checkpoint import describe_intact
+            from difftk.run.checkpoint import describe_intact
 
             where = describe_intact(checkpoints)  # checked file by file, not assumed
             raise TrainingDivergedError(

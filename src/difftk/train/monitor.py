@@ -25,8 +25,8 @@ from difftk.eval.figures import sample_figure, save_png
 from difftk.eval.generate import generate
 from difftk.latents.latents import decode_fp32
 from difftk.nn.architecture import DataSpec
-from difftk.train.run_logger import RunLogger
-from difftk.train.runtime import Runtime
+from difftk.run.run_logger import RunLogger
+from difftk.run.runtime import Runtime
 
 VALIDATION_SEED = 12345  # the same validation draws at every evaluation
 BOUND_SEED = 23456  # the same noise for the NLL bound and mean MSE at every evaluation

@@ -46,7 +46,7 @@ def list_snapshots(run_dir: str | Path, strict: bool = False) -> list[Snapshot]:
     sentence on stderr naming it, or, with ``strict``, refused."""
     import sys
 
-    from difftk.train.checkpoint import snapshot_problem
+    from difftk.run.checkpoint import snapshot_problem
 
     root = Path(run_dir) / SNAPSHOTS
     if not Path(run_dir).is_dir():

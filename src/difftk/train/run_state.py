@@ -19,9 +19,9 @@ from difftk.errors import CheckpointError, DifftkError
 from difftk.nn.architecture import DataSpec
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe, recipe_from_text
-from difftk.train import checkpoint as ckpt_io
+from difftk.run import checkpoint as ckpt_io
 from difftk.train.nan_guard import NanGuard
-from difftk.train.runtime import Runtime
+from difftk.run.runtime import Runtime
 from difftk.train.strategy import (
     full_optimizer,
     full_state_dict,

@@ -26,7 +26,7 @@ from difftk.optim.ema import EmaModel
 from difftk.optim.param_groups import set_learning_rate
 from difftk.train.draws import StepNoise
 from difftk.train.nan_guard import NanGuard, nonfinite_injection
-from difftk.train.runtime import Runtime
+from difftk.run.runtime import Runtime
 from difftk.train.strategy import full_tensor, gradient_sync
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from difftk.errors import DifftkError
-from difftk.train.runtime import Runtime
+from difftk.run.runtime import Runtime
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:

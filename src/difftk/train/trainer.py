@@ -22,8 +22,8 @@ from difftk.optim.ema import EmaModel, too_young
 from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
-from difftk.train import checkpoint as ckpt_io
-from difftk.train.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.run import checkpoint as ckpt_io
+from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
 from difftk.train.init_from import load_initial_weights
@@ -31,12 +31,12 @@ from difftk.train.interrupt import stop_if_interrupted
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
-from difftk.train.run_logger import RunLogger
+from difftk.run.run_logger import RunLogger
 from difftk.train.run_state import RunState, check_resumable, checkpoint_to_resume
-from difftk.train.runtime import Runtime
+from difftk.run.runtime import Runtime
 from difftk.train.step import OptimisationStep, StepResult
 from difftk.train.strategy import check_strategy, distribute
-from difftk.train.training_data import training_data
+from difftk.run.training_data import training_data
 
 
 class Trainer:
@@ -152,7 +152,7 @@ class Trainer:
 
         The random streams run on, so the batches that failed are not replayed.
         """
-        from difftk.train.checkpoint import load_checkpoint
+        from difftk.run.checkpoint import load_checkpoint
 
         ck_dir = self.state.last_checkpoint()
         if ck_dir is None:

@@ -44,14 +44,14 @@ from safetensors.torch import save as encode_safetensors
 from safetensors.torch import save_file
 
 from difftk.errors import CheckpointError, TrainingDivergedError
-from difftk.train.state_record import sealed, state_digest, state_problem
+from difftk.run.state_record import sealed, state_digest, state_problem
 
 FILES = ("model", "ema", "optimizer", "rng")
 # The random streams a resumed run restores (RunState._rng_tensors); torch_cuda is optional.
 RNG_STREAMS = ("torch_cpu", "batches.drawn")
 # Reads of a run's newest checkpoint retried when training pruned what was being read.
 READ_ATTEMPTS = 5
-# state.json fields that a checkpoint cannot be read without (train/state_record.py checks
+# state.json fields that a checkpoint cannot be read without (run/state_record.py checks
 # their types and bounds).
 REQUIRED_STATE = ("step", "spec", "files")
 

@@ -20,7 +20,7 @@ from difftk.latents.latents import LatentCodec, decode_fp32
 from difftk.nn.architecture import DataSpec
 from difftk.optim.ema import too_young
 from difftk.recipe import Recipe, recipe_from_text
-from difftk.train.checkpoint import load_intact, require_finite
+from difftk.run.checkpoint import load_intact, require_finite
 
 
 def resolve_sigma_data(recipe: Recipe, sigma_data: float) -> Recipe:

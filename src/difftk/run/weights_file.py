@@ -44,7 +44,7 @@ def refuse_oversized_file(path: Path, what: str = "weights") -> None:
     """Refuse a file whose tensors could not be held in the memory available."""
     import torch
 
-    from difftk.train.assemble import available_memory
+    from difftk.run.assemble import available_memory
 
     need, have = claimed_bytes(path), available_memory(torch.device("cpu"))
     if have is not None and need > have:
