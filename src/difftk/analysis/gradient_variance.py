@@ -33,9 +33,9 @@ from difftk.diffusion.levels import Levels, broadcast
 def regression_factor(target, levels: Levels) -> torch.Tensor:
     """k with (error of what the network regresses)^2 = k (x0 error)^2, per level [B]."""
     k = target.x0_error_factor(levels).double()
-    if hasattr(target, "scalings"):  # preconditioned: the network regresses (F - c_skip x) / c_out
-        c_out = target.scalings(levels)[1]
-        k = k / c_out.clamp(min=1e-12) ** 2
+    c_out = target.output_scale(levels)  # preconditioned: the network regresses (F - c_skip x) / c_out
+    if c_out is not None:
+        k = k / c_out.double().clamp(min=1e-12) ** 2
     return k
 
 

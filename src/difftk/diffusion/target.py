@@ -97,6 +97,12 @@ class Target(Component, UsesTable):
                              "time: bind it to the schedule first (Target.bind)")
         return Preconditioning(noise=self._schedule.time_input(levels))
 
+    def output_scale(self, levels: Levels) -> Tensor | None:
+        """c_out of a preconditioned target (the network's raw output times c_out is the
+        estimate's share beyond c_skip x_t), float64 [B]; None where the network's output is
+        the estimate itself. What the network itself regresses is scaled by 1 / c_out."""
+        return None
+
     def _solve(self, pred: Tensor, x_t: Tensor, levels: Levels) -> tuple[Tensor, Tensor]:
         a, b = (broadcast(c, x_t) for c in self.coefficients(levels))
         alpha, sigma = broadcast(levels.alpha, x_t), broadcast(levels.sigma, x_t)

@@ -139,6 +139,9 @@ class EDMPrecond(Target):
         c_noise = -0.125 * log_snr
         return c_skip, c_out, c_in, c_noise
 
+    def output_scale(self, levels: Levels):
+        return self.scalings(levels)[1]
+
     def preconditioning(self, levels: Levels) -> Preconditioning:
         c_skip, c_out, c_in, c_noise = self.scalings(levels)
         return Preconditioning(noise=c_noise.float(), c_in=c_in, c_skip=c_skip, c_out=c_out)
