@@ -47,7 +47,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_differs_for_another(weights_file):
 
 
 def test_sample_metrics_add_fid_and_kid_on_the_features_given():
-    def extract(images):  # a cheap stand-in network: per-channel means and stds
+    def extract(images, pixel_range=None):  # a cheap stand-in network: channel means, stds
         flat = images.flatten(2)
         return torch.cat([flat.mean(2), flat.std(2)], 1).double().numpy()
 

@@ -15,8 +15,7 @@ import torch
 from difftk.diffusion.grids import Grid, make_grid
 from difftk.diffusion.levels import Levels
 from difftk.diffusion.table_rule import table_problems
-from difftk.plugins.flow_samplers import FlowEuler, FlowHeun, FlowSDE, diffusion_coefficient, \
-    flow_ode_sample
+from difftk.plugins.flow_samplers import FlowEuler, FlowHeun, FlowSDE, diffusion_coefficient, flow_ode_sample
 from difftk.plugins.noise_sampling import CosMap, LogitNormal, UniformT
 from difftk.plugins.samplers import DDIM, Euler
 from difftk.plugins.schedules import EDM, GVP, Cosine, RectifiedFlow

@@ -61,8 +61,8 @@ def _one_point_monitor(n: int, rank: int = 0, world_size: int = 1):
     from difftk.plugins.schedules import Linear
     from difftk.plugins.targets import X0
     from difftk.plugins.variance import FixedSmall
-    from difftk.train.monitor import Monitor
     from difftk.run.runtime import Runtime
+    from difftk.train.monitor import Monitor
 
     sch = Linear(T=20, beta_start=1e-4, beta_end=0.05)
     c = 2 * 200 / 255 - 1

@@ -28,7 +28,7 @@ class _ImprovedDiffusionResampler:
         return weights
 
     def update_with_all_losses(self, ts, losses):
-        for t, loss in zip(ts, losses):
+        for t, loss in zip(ts, losses, strict=True):
             if self._loss_counts[t] == self.history_per_term:
                 self._loss_history[t, :-1] = self._loss_history[t, 1:]
                 self._loss_history[t, -1] = loss
@@ -100,9 +100,9 @@ def test_resume_with_a_loss_history_is_bit_identical(root, tmp_path, monkeypatch
     from safetensors.torch import load_file
 
     from difftk.recipe import load_recipe
+    from difftk.run.runtime import make_runtime
     from difftk.train import interrupt
     from difftk.train.interrupt import TrainingInterrupted
-    from difftk.run.runtime import make_runtime
     from difftk.train.session import run_training
     from difftk.train.trainer import Trainer
 

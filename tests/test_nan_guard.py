@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from difftk.cli import app
 from difftk.recipe import load_recipe
-from difftk.train.nan_guard import INJECT_ENV, NonFiniteTrainingError, nonfinite_injection
 from difftk.run.runtime import make_runtime
+from difftk.train.nan_guard import INJECT_ENV, NonFiniteTrainingError, nonfinite_injection
 from difftk.train.trainer import Trainer
 
 runner = CliRunner()

@@ -82,11 +82,14 @@ def trajectory_tiles(traj: Trajectory) -> torch.Tensor:
     return torch.stack(cells)
 
 
-def trajectory_grid(traj: Trajectory) -> np.ndarray:
-    """The image grid (HxWx3 uint8) of ``trajectory_tiles``: rows = samples, 2K + 1 columns."""
+def trajectory_grid(traj: Trajectory, pixel_range=None) -> np.ndarray:
+    """The image grid (HxWx3 uint8) of ``trajectory_tiles``: rows = samples, 2K + 1 columns;
+    black and white at the data's ``pixel_range`` ([-1, 1] if None)."""
+    from difftk.diffusion.pixel_range import UNIT_RANGE
     from difftk.eval.figures import image_grid
 
-    return image_grid(trajectory_tiles(traj), nrow=2 * len(traj.steps) + 1)
+    return image_grid(trajectory_tiles(traj), nrow=2 * len(traj.steps) + 1,
+                      pixel_range=pixel_range or UNIT_RANGE)
 
 
 def trajectory_rows(traj: Trajectory) -> list[dict]:
@@ -104,7 +107,7 @@ def trajectory_rows(traj: Trajectory) -> list[dict]:
     return rows
 
 
-def draw_trajectory(traj: Trajectory, title: str, time_label: str = "t"):
+def draw_trajectory(traj: Trajectory, title: str, time_label: str = "t", pixel_range=None):
     """Images: the grid with each column labelled by its step and level. 2-D data: one panel
     per kept step with the states and their x0 estimates."""
     import matplotlib
@@ -114,7 +117,7 @@ def draw_trajectory(traj: Trajectory, title: str, time_label: str = "t"):
 
     k = len(traj.steps)
     if traj.x_t.dim() == 5:  # [K, N, C, H, W]
-        grid = trajectory_grid(traj)
+        grid = trajectory_grid(traj, pixel_range)
         n = traj.x_t.shape[1]
         width = max(6.0, 1.1 * (2 * k + 1))
         fig, ax = plt.subplots(figsize=(width, width * grid.shape[0] / grid.shape[1] + 1.2))

@@ -74,7 +74,7 @@ def forward_rows(pairs: ForwardPairs) -> list[dict]:
     return rows
 
 
-def draw_forward_pairs(pairs: ForwardPairs, title: str):
+def draw_forward_pairs(pairs: ForwardPairs, title: str, pixel_range=None):
     """Images: one row per item, columns x0 then (x_s, x_t) per chosen t. Vectors: one
     scatter panel per column."""
     import matplotlib
@@ -92,7 +92,9 @@ def draw_forward_pairs(pairs: ForwardPairs, title: str):
     if pairs.x0.dim() == 4:
         n = pairs.x0.shape[0]
         tiles = torch.stack(columns, 1).reshape(n * len(columns), *pairs.x0.shape[1:])
-        grid = image_grid(tiles, nrow=len(columns))
+        from difftk.diffusion.pixel_range import UNIT_RANGE
+
+        grid = image_grid(tiles, nrow=len(columns), pixel_range=pixel_range or UNIT_RANGE)
         fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 1, 1.1 * n + 1))
         ax.imshow(grid)
         width = grid.shape[1] / len(columns)

@@ -21,11 +21,11 @@ from difftk.nn.auto_speed import maybe_compile
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe
 from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.run.run_logger import RunLogger
+from difftk.run.runtime import Runtime
 from difftk.train.draws import StepNoise
 from difftk.train.metric_window import MetricWindow
 from difftk.train.nan_guard import NanGuard
-from difftk.run.run_logger import RunLogger
-from difftk.run.runtime import Runtime
 from difftk.train.step import OptimisationStep
 
 

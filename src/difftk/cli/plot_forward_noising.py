@@ -63,7 +63,12 @@ def plot_forward_noising(
         index = torch.randperm(data.train.shape[0], generator=gen)[:count]
         pairs = forward_pairs(data.train[index], schedule, chosen, gen)
         title = f"{r.parts['data'].name} through the {schedule.name} schedule's forward process"
-        save_png(figure_to_image(draw_forward_pairs(pairs, title)), output)
+        pixel_range = None
+        if data.kind == "image":
+            from difftk.run.assemble import data_pixel_range
+
+            pixel_range = data_pixel_range(r, data.train.shape[1])
+        save_png(figure_to_image(draw_forward_pairs(pairs, title, pixel_range)), output)
         if csv_path is not None:
             write_rows(forward_rows(pairs), csv_path)
     except DifftkError as exc:

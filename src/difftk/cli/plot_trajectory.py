@@ -57,7 +57,7 @@ def plot_trajectory(
         raise DifftkError(f'--at "{at}": give step indices like 0,10,50') from None
     run = load_trained_run(run_path, device, ema)
     latents = run.recipe.parts.get("latents")
-    if latents is not None and latents.name != "identity":
+    if latents is not None and not latents.in_pixel_space:
         raise DifftkError(f'plot trajectory draws runs trained on pixels, and this run trains on '
                           f'the "{latents.name}" latents')
     chosen_sampler = sampler_with_overrides(run.recipe, sampler, steps, None, set_)
@@ -74,7 +74,9 @@ def plot_trajectory(
         raise DifftkError(f"--at: {exc}") from None
     title = (f"denoising trajectory, step {run.step}, {chosen_sampler.name} sampler "
              f"({traj.total_steps} steps)")
-    image = figure_to_image(draw_trajectory(traj, title, f"t ({run.schedule.name})"))
+    pixel_range = getattr(run.denoiser, "pixel_range", None)
+    image = figure_to_image(draw_trajectory(traj, title, f"t ({run.schedule.name})",
+                                            pixel_range))
     save_png(image, output)
     csv_path = csv_path or output.with_suffix(".csv")
     write_rows(trajectory_rows(traj), csv_path)

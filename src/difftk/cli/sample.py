@@ -148,7 +148,7 @@ def _sample(checkpoint, sampler, steps, n, output, format_, seed, label, guidanc
             sample_files.write_npz(output, pixels, labels, sample_files.value_range(
                 model.kind, data_part, model.spec.shape))
         else:
-            save_png(sample_figure(pixels), output)
+            save_png(sample_figure(pixels, pixel_range=model.pixel_range), output)
     except OSError as exc:
         raise DifftkError(f"{exc.filename or output}: {exc.strerror or exc}") from None
     typer.echo(f"{n} samples from step {model.step} with {chosen.name} "

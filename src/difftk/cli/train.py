@@ -29,8 +29,8 @@ def train(
     """Train a model from a recipe; writes runs/<name>/ (recipe, checkpoints, tb, samples)."""
     from difftk.cli.app import standalone
     from difftk.recipe import load_recipe
-    from difftk.train.interrupt import phase_handlers
     from difftk.run.runtime import announce_failure, make_runtime, peer_loss_reason, peer_lost
+    from difftk.train.interrupt import phase_handlers
     from difftk.train.session import run_training
 
     if standalone():  # SIGTERM / SIGHUP / SIGINT at start-up and shutdown: a sentence

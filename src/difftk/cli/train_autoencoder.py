@@ -22,8 +22,8 @@ def train_autoencoder(
 ):
     """Train a KL autoencoder; writes runs/<name>/autoencoder.safetensors and .json."""
     from difftk.latents.autoencoder_recipe import load_autoencoder_recipe
-    from difftk.train.autoencoder_training import train_autoencoder as fit
     from difftk.run.runtime import make_runtime
+    from difftk.train.autoencoder_training import train_autoencoder as fit
 
     r = load_autoencoder_recipe(recipe, set_)
     device = make_runtime(r.run.device).device

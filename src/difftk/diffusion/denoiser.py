@@ -1,9 +1,11 @@
 """The denoiser: architecture + target (+ preconditioning) + schedule, as samplers see it.
 
-``forward`` gives the target estimate a loss compares, and the variance channels where the
-variance is learned, and the loss's log-variance where the weighting learns it; the target turns the estimate into x0, eps, v, the score or the
-posterior mean. The denoiser binds its target to its schedule, once: the objective and the
-losses use that bound target (``denoiser.target``).
+``forward`` gives the target estimate a loss compares, the variance channels where the
+variance is learned, and the loss's log-variance where the weighting learns it; the target
+turns the estimate into x0, eps, v, the score or the posterior mean. The denoiser binds its
+target to its schedule, once: the objective and the losses use that bound target
+(``denoiser.target``). It also knows where the data's pixels lie (``pixel_range``), which
+clip_denoised clamps to.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 
 
 @dataclass
@@ -24,7 +27,8 @@ class Prediction:
 
 class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, schedule, target, variance,
-                 uncertainty: nn.Module | None = None):
+                 uncertainty: nn.Module | None = None,
+                 pixel_range: PixelRange | None = UNIT_RANGE):
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -32,6 +36,8 @@ class Denoiser(nn.Module):
         self.variance = variance
         # The weighting's learned loss log-variance (EDM2), trained and saved with the network.
         self.uncertainty = uncertainty
+        # Where the data's pixels lie (clip_denoised clamps x0 to it); None for latents.
+        self.pixel_range = pixel_range
 
     def forward(self, x_t: Tensor, levels: Levels, labels: Tensor | None = None,
                 augment_labels: Tensor | None = None) -> Prediction:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from difftk.diffusion.grids import Level
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.pixel_range import UNIT_RANGE
 from difftk.diffusion.variance import Variance
 
 
@@ -65,6 +66,11 @@ class GuidedModel:
         self.guide = guide
         self.interval = interval
         self.nfe = 0
+
+    def clip(self, x0: Tensor) -> Tensor:
+        """x0 clamped to the data's pixel range (clip_denoised); unchanged for latents."""
+        pixel_range = getattr(self.denoiser, "pixel_range", UNIT_RANGE)
+        return x0 if pixel_range is None else pixel_range.clamp(x0)
 
     def _evaluate(self, denoiser, x_t: Tensor, levels: Levels, labels: Tensor | None):
         self.nfe += 1

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.levels import Levels
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 from difftk.diffusion.schedule import Schedule
 from difftk.diffusion.table_rule import UsesTable
 from difftk.diffusion.target import Target
@@ -37,6 +38,7 @@ class LossInputs:
     parameterization: Target
     variance: Variance
     extra: Tensor | None = None
+    pixel_range: PixelRange = UNIT_RANGE  # the data's 8-bit levels (the decoder's bins)
 
 
 class Loss(Component, UsesTable):

@@ -14,6 +14,7 @@ from torch import Tensor
 from difftk.diffusion.levels import Levels, broadcast
 from difftk.diffusion.loss import Loss, LossInputs
 from difftk.diffusion.noise_sampling import NoiseSampler
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 from difftk.diffusion.schedule import Schedule
 from difftk.diffusion.target import Target
 from difftk.diffusion.variance import Variance
@@ -31,6 +32,7 @@ class Objective:
     weighting: Weighting
     noise_sampling: NoiseSampler
     loss: Loss
+    pixel_range: PixelRange = UNIT_RANGE  # where the data's pixels lie (the decoder's bins)
 
     def __post_init__(self):
         if self.target.schedule is not self.schedule:
@@ -40,9 +42,10 @@ class Objective:
     @classmethod
     def for_denoiser(cls, denoiser, weighting: Weighting, noise_sampling: NoiseSampler,
                      loss: Loss) -> Objective:
-        """The objective that trains ``denoiser``: its schedule, bound target and variance."""
+        """The objective that trains ``denoiser``: its schedule, bound target, variance and
+        pixel range."""
         return cls(denoiser.schedule, denoiser.target, denoiser.variance, weighting,
-                   noise_sampling, loss)
+                   noise_sampling, loss, denoiser.pixel_range or UNIT_RANGE)
 
     def __call__(self, denoiser, x0: Tensor, labels: Tensor | None,
                  generator: torch.Generator, levels: Levels | None = None,
@@ -65,7 +68,8 @@ class Objective:
                             target=self.target.value(x0, eps, levels).float(),
                             weight=weight.float(), x0=x0, x_t=x_t, eps=eps, levels=levels,
                             schedule=self.schedule, parameterization=self.target,
-                            variance=self.variance, extra=prediction.extra)
+                            variance=self.variance, extra=prediction.extra,
+                            pixel_range=self.pixel_range)
         per_sample = self.loss(inputs)
         if prediction.log_variance is not None:
             # Learned uncertainty (EDM2 §5, Kendall & Gal 2018): l / e^u + u, per sample.

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from difftk.diffusion.levels import broadcast
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 
 LN2 = math.log(2.0)
 
@@ -42,22 +43,25 @@ def approx_standard_normal_cdf(x: Tensor) -> Tensor:
 
 
 def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tensor,
-                                        bins: int = 256) -> Tensor:
-    """log P(x) for data on ``bins`` evenly spaced levels in [-1, 1] under N(mean, e^(2 log_scale)),
-    each level owning the bin of half-width 1/(bins - 1) around it (seed 003 Algorithm 2).
+                                        bins: int = 256,
+                                        pixel_range: PixelRange = UNIT_RANGE) -> Tensor:
+    """log P(x) for data on ``bins`` evenly spaced levels in [lo, hi] (the data's pixel range,
+    [-1, 1] by default) under N(mean, e^(2 log_scale)), each level owning the bin of half the
+    level spacing around it (seed 003 Algorithm 2; half-width 1/255 on [-1, 1]).
 
     The lowest level's bin extends to -inf and the highest's to +inf (the +-0.999 edge
-    tests), so the probabilities of all levels sum to one. Probabilities are floored at
-    1e-12 before the log, as in the seed and improved-diffusion.
+    tests on [-1, 1]), so the probabilities of all levels sum to one. Probabilities are
+    floored at 1e-12 before the log, as in the seed and improved-diffusion.
     """
-    half = 1.0 / (bins - 1)
+    half = pixel_range.half_bin(x, bins)
+    lo, hi = pixel_range.bounds(x)
     centered = x - mean
     inv_std = torch.exp(-log_scale)
     cdf_plus = approx_standard_normal_cdf(inv_std * (centered + half))
     cdf_min = approx_standard_normal_cdf(inv_std * (centered - half))
-    edge = 1.0 - half / 2  # 0.999 for 256 bins: between the last level and its neighbour
-    prob = torch.where(x < -edge, cdf_plus,
-                       torch.where(x > edge, 1.0 - cdf_min, cdf_plus - cdf_min))
+    # between the end level and its neighbour: 0.999 on [-1, 1] with 256 bins
+    prob = torch.where(x < lo + half / 2, cdf_plus,
+                       torch.where(x > hi - half / 2, 1.0 - cdf_min, cdf_plus - cdf_min))
     return torch.log(prob.clamp(min=1e-12))
 
 
@@ -144,12 +148,13 @@ class VlbTerms:
 
 
 def vlb_term_bits(schedule, variance, x0: Tensor, x_t: Tensor, t: Tensor, x0_hat: Tensor,
-                  extra: Tensor | None) -> VlbTerms:
+                  extra: Tensor | None, pixel_range: PixelRange = UNIT_RANGE) -> VlbTerms:
     """The bound term of each sample at its own step t (integers in 1..T), bits/dim.
 
     mu_theta comes from x0_hat through the posterior mean (seed 003 eq. 5.2), so every
     target yields it; sigma_theta^2 comes from the variance component. t = 1 scores x0
-    under the discretized Gaussian decoder with mean mu_theta(x1) = x0_hat.
+    under the discretized Gaussian decoder with mean mu_theta(x1) = x0_hat, on the levels of
+    the data's ``pixel_range``.
     """
     post = posterior(schedule, t.to(x0.device))
     dtype = x0.dtype
@@ -159,7 +164,8 @@ def vlb_term_bits(schedule, variance, x0: Tensor, x_t: Tensor, t: Tensor, x0_hat
     log_var = model_log_variance(variance, post, x0, extra)
     true_log_var = broadcast(post.log_variance_clipped, x0).to(dtype)
     kl = normal_kl(true_mean, true_log_var, model_mean, log_var).flatten(1).mean(1) / LN2
-    decoder = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * log_var)
+    decoder = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * log_var,
+                                                   pixel_range=pixel_range)
     decoder = decoder.flatten(1).mean(1) / LN2
     is_decoder = step_times(schedule, t).to(x0.device) <= 1.0
     return VlbTerms(torch.where(is_decoder, decoder, kl), true_mean, model_mean, is_decoder)

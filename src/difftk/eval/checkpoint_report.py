@@ -36,7 +36,8 @@ NLL_METHODS = ("auto", "bound", "ode")
 
 
 def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
-               method: str = "auto", data_part=None, kind: str = "image") -> dict[str, float]:
+               method: str = "auto", data_part=None, kind: str = "image",
+               pixel_range=None) -> dict[str, float]:
     """The likelihood of ``heldout``: the variational bound summed over a t-space schedule's
     table (eval/nll.py), or the probability-flow ODE's exact likelihood on any schedule
     (eval/ode_likelihood.py). ``auto`` takes the bound where the schedule has a table."""
@@ -55,7 +56,8 @@ def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
                               f'schedule\'s table, and the schedule "{schedule.name}" has none; '
                               "use --nll-method ode")
         return {"nll_method": "bound", **nll_bits_per_dim(
-            denoiser, heldout.to(device), batch_size=batch_size, generator=gen)}
+            denoiser, heldout.to(device), batch_size=batch_size, generator=gen,
+            pixel_range=pixel_range)}
     from difftk.eval.ode_likelihood import ode_nll_bits_per_dim
 
     width = None
@@ -91,7 +93,8 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
         result = generate(sampler, model.denoiser, n, model.spec.shape, device, seed, labels,
                           batch_size, model.to_pixels, guide=model.guide)
         report["nfe_per_image"] = result.nfe
-        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features)
+        report["metrics"] = sample_metrics(result.x, data.heldout, data.kind, features,
+                                           pixel_range=model.pixel_range)
     if speed:
         report["speed"] = sampler_speed(speed, model.denoiser, n, model.spec.shape, device,
                                         seed, labels, batch_size, model.to_pixels)
@@ -101,5 +104,6 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
                               f'[latents] "{model.recipe.parts["latents"].name}"; leave out --nll')
         report["nll"] = nll_report(model.denoiser, data.heldout[:nll_samples], seed=seed,
                                    batch_size=batch_size, method=nll_method,
-                                   data_part=model.recipe.parts["data"], kind=data.kind)
+                                   data_part=model.recipe.parts["data"], kind=data.kind,
+                                   pixel_range=model.pixel_range)
     return report

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 from difftk.errors import DifftkError
 
 FEATURE_NETWORKS = ("inception",)
@@ -65,9 +66,10 @@ def load_feature_network(name: str, weights: Path) -> nn.Module:
 
 def feature_extractor(net: nn.Module, batch_size: int = 50,
                       device: torch.device | None = None,
-                      convention: str = "tf") -> Callable[[Tensor], np.ndarray]:
-    """images [N, C, H, W] in [-1, 1] -> pool features [N, 2048] (float64), in batches: the
-    images quantised to 0-255 as their PNG files would be, then prepared by ``convention``
+                      convention: str = "tf") -> Callable[..., np.ndarray]:
+    """extract(images [N, C, H, W], pixel_range) -> pool features [N, 2048] (float64), in
+    batches: the images (black and white at the data's ``pixel_range``, [-1, 1] by default)
+    quantised to 0-255 as their PNG files would be, then prepared by ``convention``
     (eval/inception_input.py)."""
     from difftk.eval.inception_input import network_input
 
@@ -75,10 +77,11 @@ def feature_extractor(net: nn.Module, batch_size: int = 50,
     net = net.to(device)
 
     @torch.no_grad()
-    def extract(images: Tensor) -> np.ndarray:
+    def extract(images: Tensor, pixel_range: PixelRange = UNIT_RANGE) -> np.ndarray:
         out = []
         for i in range(0, len(images), batch_size):
-            u8 = ((images[i:i + batch_size].float().clamp(-1, 1) + 1) * 127.5).round()
+            unit = pixel_range.to_unit(images[i:i + batch_size].float())
+            u8 = (unit.clamp(0, 1) * 255).round()
             x = network_input(u8.to(torch.uint8).to(device), convention)
             out.append(net(x).pool.double().cpu())
         return torch.cat(out).numpy()

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 
-def image_grid(x: torch.Tensor, nrow: int | None = None, min_size: int = 32) -> np.ndarray:
-    """Tile [N, C, H, W] images in [-1, 1] into one HxWx3 uint8 array, upscaled so a
-    tile is at least ``min_size`` pixels (8x8 digits are unreadable otherwise)."""
-    x = x.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+def image_grid(x: torch.Tensor, nrow: int | None = None, min_size: int = 32,
+               pixel_range: PixelRange = UNIT_RANGE) -> np.ndarray:
+    """Tile [N, C, H, W] images (black and white at the data's ``pixel_range``, [-1, 1] by
+    default) into one HxWx3 uint8 array, upscaled so a tile is at least ``min_size`` pixels
+    (8x8 digits are unreadable otherwise)."""
+    x = pixel_range.to_unit(x.detach().float().cpu()).clamp(0, 1).mul(255).round()
+    x = x.to(torch.uint8)
     n, c, h, w = x.shape
     if c == 1:
         x = x.expand(n, 3, h, w)
@@ -59,9 +64,10 @@ def figure_to_image(fig) -> np.ndarray:
     return image
 
 
-def sample_figure(x: torch.Tensor, reference: torch.Tensor | None = None) -> np.ndarray:
+def sample_figure(x: torch.Tensor, reference: torch.Tensor | None = None,
+                  pixel_range: PixelRange = UNIT_RANGE) -> np.ndarray:
     if x.dim() == 4:
-        return image_grid(x)
+        return image_grid(x, pixel_range=pixel_range)
     if x.dim() == 2 and x.shape[1] >= 2:
         return scatter_image(x[:, :2], None if reference is None else reference[:, :2])
     raise ValueError(f"cannot draw samples of shape {tuple(x.shape)}")

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from difftk.data.items import in_memory
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 from difftk.eval.distances import energy_distance, sliced_wasserstein
 
 ENERGY_POINTS = 2000
@@ -55,14 +56,17 @@ def frechet_distance(a, b) -> float:
                                        fb.mean(0), np.cov(fb, rowvar=False))
 
 
-def to_unit_range(images) -> np.ndarray:
-    """Images in [-1, 1] as flat [0, 1] pixel features."""
-    return (_features(images) + 1.0) / 2.0
+def to_unit_range(images, pixel_range: PixelRange = UNIT_RANGE) -> np.ndarray:
+    """Images in the data's space (black and white at ``pixel_range``, [-1, 1] by default)
+    as flat [0, 1] pixel features."""
+    x = torch.as_tensor(images).detach().cpu().double()
+    return _features(pixel_range.to_unit(x))  # per-channel ranges need [N, C, ...] images
 
 
-def pixel_fid(samples, reference) -> float:
+def pixel_fid(samples, reference, pixel_range: PixelRange = UNIT_RANGE) -> float:
     """Frechet distance on pixels in [0, 1] (seed 004 Coding I.9's "pixel-space FID")."""
-    return frechet_distance(to_unit_range(samples), to_unit_range(reference))
+    return frechet_distance(to_unit_range(samples, pixel_range),
+                            to_unit_range(reference, pixel_range))
 
 
 def _cubic_kernel(p: np.ndarray, q: np.ndarray, d: int) -> np.ndarray:
@@ -90,20 +94,25 @@ def kernel_distance(a, b, subsets: int = 100, subset_size: int = 1000,
 
 
 def sample_metrics(samples: Tensor, reference: Tensor, kind: str,
-                   features: dict | None = None) -> dict[str, float]:
+                   features: dict | None = None,
+                   pixel_range: PixelRange = UNIT_RANGE) -> dict[str, float]:
     """Every metric that fits the data: pixel FID and KID for images; Frechet, kernel,
     energy and sliced Wasserstein distances for vectors (2-D toys). ``features`` (name ->
-    images-to-features function, eval/features.py) adds FID and KID on learned features.
+    extract(images, pixel_range) -> features, eval/features.py) adds FID and KID on learned
+    features;
+    ``pixel_range`` says where the images' black and white lie (the data's scaling).
     ``reference`` may be a split read from storage (``Items``): it is read once, in chunks."""
     reference = in_memory(reference)
     samples, reference = samples.detach().cpu().float(), reference.detach().cpu().float()
     if kind == "image":
-        out = {"pixel_fid": pixel_fid(samples, reference),
-               "pixel_kid": kernel_distance(to_unit_range(samples), to_unit_range(reference))[0]}
+        unit_samples = to_unit_range(samples, pixel_range)
+        unit_reference = to_unit_range(reference, pixel_range)
+        out = {"pixel_fid": frechet_distance(unit_samples, unit_reference),
+               "pixel_kid": kernel_distance(unit_samples, unit_reference)[0]}
         for name, extract in (features or {}).items():
             from difftk.eval.frechet_samples import frechet_distance_of_samples
 
-            fa, fb = extract(samples), extract(reference)
+            fa, fb = extract(samples, pixel_range), extract(reference, pixel_range)
             out[f"{name}_fid"] = frechet_distance_of_samples(fa, fb)
             out[f"{name}_kid"] = kernel_distance(fa, fb)[0]
         return out

@@ -7,18 +7,21 @@ import torch
 from torch import Tensor
 
 from difftk.diffusion.levels import broadcast
+from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
 from difftk.diffusion.vlb import prior_kl_bits, vlb_term_bits
 
 
 @torch.no_grad()
 def nll_bits_per_dim(denoiser, x0: Tensor, *, batch_size: int,
-                     generator: torch.Generator) -> dict[str, float]:
+                     generator: torch.Generator,
+                     pixel_range: PixelRange | None = None) -> dict[str, float]:
     """The bound L_T + sum_{t=2}^T L_t + L_0 over all T steps, bits/dim, averaged over x0.
 
-    x0: [N, C, H, W] in [-1, 1] (scored as 8-bit data by the decoder of seed 003 Algorithm 2);
-    the denoiser's schedule must have a table. Each step draws fresh noise from
-    ``generator``; the x0 estimate is clipped to [-1, 1] before it forms mu_theta, as
-    improved-diffusion's NLL does. Returns:
+    x0: [N, C, H, W] with black and white at ``pixel_range`` (the data's scaling; [-1, 1] by
+    default), scored as 8-bit data by the decoder of seed 003 Algorithm 2 on that range's
+    levels; the denoiser's schedule must have a table. Each step draws fresh noise from
+    ``generator``; the x0 estimate is clipped to the pixel range before it forms mu_theta, as
+    improved-diffusion's NLL does on [-1, 1]. Returns:
 
     - ``nll_bpd``: the bound, bits/dim (seed 003's NLL column);
     - ``mean_mse``: per-pixel ||mu_tilde - mu_theta||^2 averaged over t = 1..T and x0
@@ -27,6 +30,7 @@ def nll_bits_per_dim(denoiser, x0: Tensor, *, batch_size: int,
       averaged over t.
     """
     schedule = denoiser.schedule
+    pixel_range = pixel_range or UNIT_RANGE
     if not getattr(schedule, "has_table", False):
         raise ValueError("the NLL bound sums over the steps of a t-space schedule's table")
     T = schedule.num_steps
@@ -47,9 +51,10 @@ def nll_bits_per_dim(denoiser, x0: Tensor, *, batch_size: int,
                               device=generator.device).to(xb.device)
             x_t = broadcast(levels.alpha, xb) * xb + broadcast(levels.sigma, xb) * eps
             prediction = denoiser(x_t, levels)
-            x0_hat = denoiser.target.to_x0(prediction.pred.float(), x_t, levels).clamp(-1, 1)
+            x0_hat = pixel_range.clamp(denoiser.target.to_x0(prediction.pred.float(), x_t,
+                                                             levels))
             terms = vlb_term_bits(schedule, denoiser.variance, xb, x_t, tt, x0_hat,
-                                  prediction.extra)
+                                  prediction.extra, pixel_range)
             total += terms.bits
             if t == 1:
                 decoder = terms.bits

@@ -46,7 +46,8 @@ def drawn_features(model, sampler, plan, seed: int, classes, networks, metrics, 
                    progress=None) -> tuple[SetFeatures, int]:
     """Features of the samples ``plan`` gives this process, drawn as ``difftk sample`` draws
     them (per-sample seeds) and quantised to 0-255 as its PNG files are, never written."""
-    from difftk.eval.sample_files import pixel_scaling, to_uint8
+    from difftk.data.pixel_scaling import pixel_scaling
+    from difftk.eval.sample_files import to_uint8
     from difftk.eval.sample_set import draw
 
     sink = FeatureSink(networks, metrics)

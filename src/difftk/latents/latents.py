@@ -61,6 +61,8 @@ class Latents(Component):
     """The space diffusion runs in: pixels, or a transform of them (seed 001 §5.3)."""
 
     family: ClassVar[str] = "latents"
+    # Whether the diffusion runs on the pixels themselves (their value range then applies).
+    in_pixel_space: ClassVar[bool] = False
 
     def build(self, pixels: Callable[[], DataBundle]) -> LatentCodec:
         """The fitted codec; ``pixels()`` loads the data set (called only by a transform that

@@ -34,6 +34,7 @@ class Identity(Latents):
     """Pixels: diffusion on the data as loaded (the default; nothing is encoded)."""
 
     name = "identity"
+    in_pixel_space: ClassVar[bool] = True
 
     def build(self, pixels):
         return IdentityCodec()

@@ -65,7 +65,7 @@ def _vlb_bits(inputs: LossInputs, x0_hat: torch.Tensor) -> torch.Tensor:
     t = _integer_t(inputs, schedule)
     x0 = _full(inputs.x0)
     terms = vlb_term_bits(schedule, inputs.variance, x0, _full(inputs.x_t), t,
-                          x0_hat.to(x0.dtype), inputs.extra)
+                          x0_hat.to(x0.dtype), inputs.extra, inputs.pixel_range)
     return schedule.num_steps * terms.bits + prior_kl_bits(schedule, x0)
 
 

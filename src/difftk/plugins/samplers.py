@@ -201,7 +201,7 @@ def ddim_sample(model, x, grid: Grid, generator, *, eta: float, clip: bool,
         level = grid.level(i)
         x0 = model(x, level).x0
         if clip:
-            x0 = x0.clamp(-1, 1)
+            x0 = model.clip(x0)
         report(callback, i, x, level, x0)
         eps = (x - a * x0) / s
         c = eta * math.sqrt(_step_variances(a, s, a_n, s_n)[2])
@@ -221,7 +221,7 @@ def ddpm_sample(model, x, grid: Grid, generator, *, clip: bool, callback=None) -
         a, s, a_n, s_n = alpha[i], sigma[i], alpha[i + 1], sigma[i + 1]
         level = grid.level(i)
         out = model(x, level)
-        x0 = out.x0.clamp(-1, 1) if clip else out.x0
+        x0 = model.clip(out.x0) if clip else out.x0
         report(callback, i, x, level, x0)
         a_ts, var_ts, post_var = _step_variances(a, s, a_n, s_n)
         mean = (a_n * var_ts / s**2) * x0 + (a_ts * s_n**2 / s**2) * x
@@ -253,7 +253,8 @@ class DDIM(Sampler):
     steps: int = Field(50, ge=1, le=100_000, description="number of noisy levels (NFE)")
     grid: GridKind = Field("linspace", description="step grid (see grids.py)")
     eta: float = Field(0.0, ge=0, le=1, description="share of the posterior noise injected")
-    clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
+    clip_denoised: bool = Field(False, description="clamp the x0 estimate to the data's pixel "
+                                "range ([-1, 1] for mean = std = 0.5)")
 
     def solve(self, model, noise, grid, generator, callback=None):
         x = ddim_sample(model, noise.to(torch.float64) * grid.sigma[0], grid, generator,
@@ -269,7 +270,8 @@ class DDPM(Sampler):
     needs_table = "steps through"
     steps: int = Field(0, ge=0, le=100_000, description="number of steps; 0 uses all T")
     grid: GridKind = Field("linspace", description="step grid (see grids.py)")
-    clip_denoised: bool = Field(False, description="clamp the x0 estimate to [-1, 1]")
+    clip_denoised: bool = Field(False, description="clamp the x0 estimate to the data's pixel "
+                                "range ([-1, 1] for mean = std = 0.5)")
 
     def num_levels(self, schedule) -> int:
         return self.steps or schedule.num_steps

@@ -9,7 +9,6 @@ eps, SNR + 1 for v, 1 for x0; seed 003 eq. 5.7). The defaults follow each paper.
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar, Literal
 
 import torch

@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from difftk.data.dataset import DataBundle
+from difftk.data.pixel_scaling import pixel_scaling
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.objective import Objective
+from difftk.diffusion.pixel_range import PixelRange
 from difftk.errors import CheckpointError, DataError
 from difftk.latents.latents import LatentCodec, decode_fp32
 from difftk.nn.architecture import DataSpec
@@ -96,6 +98,20 @@ def refuse_oversized(model_part, spec: DataSpec, device: torch.device, copies: i
             f"more than the {have / 2**30:.1f} GiB {device.type} memory available")
 
 
+def data_pixel_range(recipe: Recipe, channels: int) -> PixelRange:
+    """Where the recipe's image pixels lie once scaled by data.mean and data.std
+    (diffusion/pixel_range.py): the space samples are decoded to and metrics read."""
+    return PixelRange.from_scaling(*pixel_scaling(recipe.parts["data"], channels))
+
+
+def pixel_range_of(recipe: Recipe, spec: DataSpec) -> PixelRange | None:
+    """The pixel range in the network's own space: the data's for images diffused as pixels,
+    None for vectors and for [latents] other than the pixels."""
+    if len(spec.shape) != 3 or not recipe.parts["latents"].in_pixel_space:
+        return None
+    return data_pixel_range(recipe, spec.shape[0])
+
+
 def assemble(recipe: Recipe, spec: DataSpec, device: torch.device,
              training: bool = False) -> Assembly:
     """Build the network and bind the recipe's parts around it; for ``training``, a network
@@ -112,7 +128,8 @@ def assemble(recipe: Recipe, spec: DataSpec, device: torch.device,
     net = p["model"].build(spec).to(device)
     uncertainty = p["weight"].uncertainty_network()  # EDM2's learned weighting, or None
     denoiser = Denoiser(net, p["schedule"], p["target"], p["variance"],
-                        None if uncertainty is None else uncertainty.to(device))
+                        None if uncertainty is None else uncertainty.to(device),
+                        pixel_range_of(recipe, spec))
     objective = Objective.for_denoiser(denoiser, p["weight"], p["noise_sampling"], p["loss"])
     return Assembly(recipe, spec, denoiser, objective)
 
@@ -126,6 +143,18 @@ class Restored:
     step: int
     codec: LatentCodec | None = None  # the recipe's [latents], rebuilt from its config
     guide: torch.nn.Module | None = None  # autoguidance's weaker denoiser (with_guide)
+
+    @property
+    def pixel_range(self) -> PixelRange:
+        """Where decoded image pixels lie (the data's scaling)."""
+        return data_pixel_range(self.recipe, self.pixel_channels)
+
+    @property
+    def pixel_channels(self) -> int:
+        """Channels of the decoded images: the codec's pixel shape, else the network's."""
+        if self.codec is not None and not self.codec.identity and self.codec.pixel_shape:
+            return self.codec.pixel_shape[0]
+        return self.spec.shape[0] if len(self.spec.shape) == 3 else 1
 
     def to_pixels(self, samples: torch.Tensor) -> torch.Tensor:
         """Samples drawn by the denoiser, decoded to pixels (fp32, seed 001 §12.4)."""

@@ -57,12 +57,14 @@ def _check_images(recipe: AutoencoderRecipe, data) -> None:
 
 def train_autoencoder(recipe: AutoencoderRecipe, device: torch.device,
                       progress: bool = True) -> AutoencoderRun:
+    from difftk.data.pixel_scaling import pixel_scaling
+    from difftk.diffusion.pixel_range import PixelRange
     from difftk.eval.figures import image_grid, save_png
     from difftk.logger import RunInfo
     from difftk.recipe import logger_parts
     from difftk.registry import default_registry
-    from difftk.train.progress import training_progress
     from difftk.run.run_logger import RunLogger
+    from difftk.train.progress import training_progress
 
     a, run_dir = recipe.autoencoder, recipe.run_dir
     weights = run_dir / WEIGHTS_NAME
@@ -120,7 +122,9 @@ def train_autoencoder(recipe: AutoencoderRecipe, device: torch.device,
     with torch.no_grad():
         shown = data.heldout[:32].to(device).float()
         recon = model.decode(model.posterior(shown)[0])
-        grid = image_grid(torch.cat([shown, recon]).cpu())
+        grid = image_grid(torch.cat([shown, recon]).cpu(),
+                          pixel_range=PixelRange.from_scaling(*pixel_scaling(
+                              recipe.data, shown.shape[1])))
     logger.image("reconstructions", grid, a.steps)
     save_png(grid, run_dir / "reconstructions.png")
     logger.close()

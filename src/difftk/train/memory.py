@@ -28,8 +28,8 @@ from torch.utils._pytree import tree_flatten
 
 from difftk.recipe import Recipe
 from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
-from difftk.train.strategy import shard_units
 from difftk.run.training_data import training_data
+from difftk.train.strategy import shard_units
 
 
 def _storage_key(t: torch.Tensor) -> int:

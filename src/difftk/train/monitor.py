@@ -21,6 +21,7 @@ import torch
 
 from difftk.data.batches import mix_seed
 from difftk.data.dataset import DataBundle
+from difftk.diffusion.pixel_range import UNIT_RANGE
 from difftk.eval.figures import sample_figure, save_png
 from difftk.eval.generate import generate
 from difftk.latents.latents import decode_fp32
@@ -48,12 +49,14 @@ def chunks(n: int, runtime: Runtime, lockstep: bool = False) -> list[tuple[int |
 class Monitor:
     def __init__(self, model, ema_module, objective, sampler, data: DataBundle, spec: DataSpec,
                  runtime: Runtime, lockstep: bool = False, codec=None,
-                 pixels: DataBundle | None = None):
+                 pixels: DataBundle | None = None, pixel_range=None):
         self.model, self.ema_module, self.objective = model, ema_module, objective
         # Samples are drawn in the [latents] space of ``data`` and decoded (fp32) to be
         # compared with, and drawn as, ``pixels`` (the same bundle in pixel space).
         self.codec, self.pixels = codec, pixels if pixels is not None else data
         self.lockstep = lockstep
+        # Where the decoded pixels' black and white lie (metrics and grids); [-1, 1] if None.
+        self.pixel_range = pixel_range or UNIT_RANGE
         self.sampler, self.data, self.spec = sampler, data, spec
         self.runtime, self.device = runtime, runtime.device
         self.use_raw_weights = False  # set while the EMA is too young to sample (optim/ema.py)
@@ -120,7 +123,7 @@ class Monitor:
         for c, items in chunks(x.shape[0], self.runtime, self.lockstep):
             gen.manual_seed(mix_seed(BOUND_SEED, c or 0))
             part = nll_bits_per_dim(module, x[items].to(self.device), batch_size=CHUNK,
-                                    generator=gen)
+                                    generator=gen, pixel_range=getattr(module, "pixel_range", None))
             if c is not None:
                 count = items.stop - items.start
                 total += torch.tensor([part[k] * count for k in keys], dtype=torch.float64,
@@ -195,7 +198,8 @@ class Monitor:
         x = self.draw_samples(n, seed=1, labels=labels)
         if not self.runtime.is_main:
             return {}
-        return sample_metrics(x.cpu(), self.pixels.heldout, self.pixels.kind)
+        return sample_metrics(x.cpu(), self.pixels.heldout, self.pixels.kind,
+                              pixel_range=self.pixel_range)
 
     def write_samples(self, n: int, path: Path, logger: RunLogger, step: int) -> Path | None:
         """A grid of n samples (over held-out points for 2-D data) to TensorBoard and ``path``
@@ -204,7 +208,7 @@ class Monitor:
         if not self.runtime.is_main:
             return None
         ref = self.pixels.heldout[:2000] if self.pixels.kind == "vector" else None
-        image = sample_figure(x, ref)
+        image = sample_figure(x, ref, pixel_range=self.pixel_range)
         logger.image("samples", image, step)
         save_png(image, path)
         return path

@@ -20,8 +20,8 @@ from difftk.nn.architecture import DataSpec
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.run import checkpoint as ckpt_io
-from difftk.train.nan_guard import NanGuard
 from difftk.run.runtime import Runtime
+from difftk.train.nan_guard import NanGuard
 from difftk.train.strategy import (
     full_optimizer,
     full_state_dict,

@@ -16,9 +16,9 @@ from typing import Literal
 from difftk.errors import DifftkError
 from difftk.recipe import Recipe
 from difftk.run import checkpoint as ckpt_io
+from difftk.run.runtime import Runtime
 from difftk.train.interrupt import TrainingInterrupted, graceful_interrupts
 from difftk.train.run_lock import RunLock
-from difftk.run.runtime import Runtime
 
 Resume = Literal["no", "yes", "auto"]
 

@@ -24,9 +24,9 @@ from difftk.diffusion.levels import Levels
 from difftk.optim.clipping import Clipping
 from difftk.optim.ema import EmaModel
 from difftk.optim.param_groups import set_learning_rate
+from difftk.run.runtime import Runtime
 from difftk.train.draws import StepNoise
 from difftk.train.nan_guard import NanGuard, nonfinite_injection
-from difftk.run.runtime import Runtime
 from difftk.train.strategy import full_tensor, gradient_sync
 
 

@@ -23,7 +23,10 @@ from difftk.optim.lr_schedule import TrainingClock
 from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
 from difftk.run import checkpoint as ckpt_io
-from difftk.run.assemble import assemble, data_spec, resolve_sigma_data
+from difftk.run.assemble import assemble, data_pixel_range, data_spec, resolve_sigma_data
+from difftk.run.run_logger import RunLogger
+from difftk.run.runtime import Runtime
+from difftk.run.training_data import training_data
 from difftk.train.cadence import Cadence
 from difftk.train.draws import StepNoise
 from difftk.train.init_from import load_initial_weights
@@ -31,12 +34,9 @@ from difftk.train.interrupt import stop_if_interrupted
 from difftk.train.metric_window import MetricWindow
 from difftk.train.monitor import Monitor
 from difftk.train.nan_guard import NanGuard, NonFiniteTrainingError
-from difftk.run.run_logger import RunLogger
 from difftk.train.run_state import RunState, check_resumable, checkpoint_to_resume
-from difftk.run.runtime import Runtime
 from difftk.train.step import OptimisationStep, StepResult
 from difftk.train.strategy import check_strategy, distribute
-from difftk.run.training_data import training_data
 
 
 class Trainer:
@@ -70,7 +70,9 @@ class Trainer:
         self.monitor = Monitor(self.model, self.ema.module, self.asm.objective,
                                recipe.parts["sampler"], self.data, self.spec, runtime,
                                lockstep=runtime.distributed and recipe.train.strategy == "fsdp",
-                               codec=self.codec, pixels=self.pixels)
+                               codec=self.codec, pixels=self.pixels,
+                               pixel_range=data_pixel_range(recipe, self.pixels.shape[1])
+                               if self.pixels.kind == "image" else None)
         self.logger = RunLogger.for_recipe(recipe, self.run_dir, runtime.is_main)
         self.time_fraction = 0.0  # share of train.time_limit used, agreed by every rank
 

@@ -28,8 +28,7 @@ from torch import Tensor, nn
 
 from difftk.hookspecs import hookimpl
 from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
-from difftk.nn.magnitude_preserving import (MPConv, MPFourier, mp_cat, mp_silu, mp_sum,
-                                            normalize)
+from difftk.nn.magnitude_preserving import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize
 
 
 def resample(x: Tensor, mode: str = "keep", f=(1, 1)) -> Tensor:
