@@ -27,7 +27,7 @@ from data_throughput import cpu_model
 from typer.testing import CliRunner
 
 from difftk.cli import app
-from difftk.diffusion.guidance import GuidedModel
+from difftk.diffusion.sampler_model import GuidedModel
 from difftk.eval.sample_set import SampleBatches, sample_png_dir
 from difftk.eval.trained_model import load_trained_model
 from difftk.recipe import sampler_with_overrides

@@ -170,7 +170,7 @@ def test_flow_euler_step_equals_diffusers_flow_match_euler():
 
     class VelocityModel:  # answers x0 as a velocity network would: x0 = x_t - t v
         def __call__(self, x_t, level):
-            from difftk.diffusion.guidance import Denoised
+            from difftk.diffusion.sampler_model import Denoised
             t = level.sigma / (level.alpha + level.sigma)
             return Denoised(x_t - t * velocity(x_t, t), None, None)
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from difftk.diffusion.denoiser import Denoiser
-from difftk.diffusion.guidance import cfg_combine, drop_labels
+from difftk.diffusion.label_dropout import drop_labels
+from difftk.diffusion.sampler_model import cfg_combine
 from difftk.eval.generate import cycle_labels
 from difftk.plugins.samplers import DDIM, DDPM, DPMpp2M, Euler, EulerAncestral, Heun
 from difftk.plugins.schedules import EDM, Linear
@@ -176,7 +177,7 @@ def test_autoguidance_is_the_guide_plus_s_times_the_difference():
     """Karras et al. 2024a eq. 1: D_w = D_0 + w (D_1 - D_0), D_0 the weaker model, both
     conditional; w = 1 is the main model alone, in one evaluation per step."""
     from difftk.diffusion.grids import Level
-    from difftk.diffusion.guidance import GuidedModel
+    from difftk.diffusion.sampler_model import GuidedModel
 
     schedule = EDM()
     main = Denoiser(_Fixed(0.5, 0.2), schedule, X0(), FixedSmall())

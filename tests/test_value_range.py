@@ -9,8 +9,8 @@ import torch
 
 from difftk.diffusion.denoiser import Denoiser
 from difftk.diffusion.grids import Level
-from difftk.diffusion.guidance import GuidedModel
 from difftk.diffusion.pixel_range import UNIT_RANGE, PixelRange
+from difftk.diffusion.sampler_model import GuidedModel
 from difftk.diffusion.vlb import discretized_gaussian_log_likelihood
 from difftk.eval.features import feature_extractor
 from difftk.eval.figures import image_grid

@@ -2,7 +2,7 @@
 k-diffusion's samplers, behind a component that holds its parameters.
 
 Every sampler calls its model through one protocol, ``model(x_t, level) -> Denoised``
-(guidance.py): x_t = alpha x0 + sigma eps for the whole batch at one ``Level`` (grids.py),
+(sampler_model.py): x_t = alpha x0 + sigma eps for the whole batch at one ``Level`` (grids.py),
 answered with the x0 estimate and the reverse step's variance. A sampler that steps in
 EDM's coordinates x = x_t / alpha converts at the call. Every sampler reports each step to
 an optional ``callback`` (k-diffusion's shape, ``report``), has the knobs of where it steps
@@ -24,8 +24,8 @@ from torch import Tensor
 
 from difftk.component import Component
 from difftk.diffusion.grids import TABLE_GRIDS, Grid, GridKind, Level, make_grid
-from difftk.diffusion.guidance import GuidedModel
 from difftk.diffusion.levels import LOG_SNR_MIN
+from difftk.diffusion.sampler_model import GuidedModel
 from difftk.diffusion.table_rule import TableNeed, UsesTable
 
 # A per-step callback: called once per step with {"x", "i", "alpha", "sigma", "denoised"}.

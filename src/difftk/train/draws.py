@@ -22,7 +22,7 @@ from torch import Tensor
 
 from difftk.data.augment import AugmentDraws
 from difftk.data.batches import mix_seed
-from difftk.diffusion.guidance import drop_labels
+from difftk.diffusion.label_dropout import drop_labels
 from difftk.diffusion.levels import Levels
 
 NOISE_STREAM = 2  # the word that separates these draws from the batch plan's (0, 1)

@@ -103,12 +103,3 @@ class GuidedModel:
             uncond, _ = self._evaluate(self.denoiser, x_in, levels, None)  # two calls
             x0 = cfg_combine(cond, uncond, scale)
         return Denoised(x0.to(x_t.dtype), extra, self.denoiser.variance)
-
-
-def drop_labels(labels: Tensor, p: float, null: int, generator: torch.Generator) -> Tensor:
-    """Replace each label by the null label with probability p (label dropout, Ho & Salimans
-    2022), so one network learns both p(x | c) and p(x) for classifier-free guidance."""
-    if p <= 0:
-        return labels
-    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p
-    return torch.where(drop, torch.full_like(labels, null), labels)
