@@ -100,3 +100,22 @@ def test_no_help_page_cuts_a_word_on_an_80_column_terminal():
         cut += [f"difftk {' '.join(path)}: {line.strip()}" for line in result.stdout.splitlines()
                 if "…" in line]
     assert not cut, "\n".join(cut)
+
+
+def test_every_command_is_registered_once_in_commands_py():
+    """cli/commands.py registers every command and group; no other module registers one."""
+    import re
+    from pathlib import Path
+
+    import difftk.cli
+    from difftk.cli.app import app
+
+    cli = Path(difftk.cli.__file__).parent
+    for path in cli.glob("*.py"):
+        if path.name == "commands.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"^@\w+\.command\(|^\w+\.add_typer\(", text, re.M), path.name
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    names += [g.name for g in app.registered_groups]
+    assert len(names) == len(set(names)), names

@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
+from difftk.cli.app import fail
 from difftk.errors import DifftkError
 
 analyze_app = typer.Typer(no_args_is_help=True, help="Diagnose a trained run: mutual "
                           "information, gradient variance, target statistics (PNG + CSV, and "
                           "the run's TensorBoard under analysis/).")
-app.add_typer(analyze_app, name="analyze", rich_help_panel="Inspection")
 
 RunArgument = Annotated[Path, typer.Argument(
     help="A run directory, its checkpoints/latest, or a checkpoint step directory.")]
@@ -37,7 +36,6 @@ def _outputs(run, name: str, image, rows: list[dict], output: Path, csv_path: Pa
     return f"{output}, {csv_path}" + (f", TensorBoard {tb} (analysis/{name})" if tb else "")
 
 
-@analyze_app.command("information")
 def information(
     run_path: RunArgument,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
@@ -71,7 +69,6 @@ def information(
                f"{info['v'][peak]:.3g} at logSNR {result.curves.log_snr[peak]:.2f} -> {where}")
 
 
-@analyze_app.command("gradients")
 def gradients(
     run_path: RunArgument,
     targets: Annotated[str, typer.Option(
@@ -115,7 +112,6 @@ def gradients(
     typer.echo(f"-> {where}")
 
 
-@analyze_app.command("targets")
 def targets(
     run_path: RunArgument,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(

@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption
 from difftk.cli.info import _parse_shape
 
 
-@app.command(rich_help_panel="Inspection")
 def bench(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe whose training step to measure.")],
     set_: SetOption = None,

@@ -8,11 +8,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app
 from difftk.errors import DifftkError
 
 
-@app.command("compare", rich_help_panel="Inspection")
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (runs/<name>).")],
     tags: Annotated[str, typer.Option(

@@ -8,13 +8,11 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import DifftkTyper, SetOption, app, fail
+from difftk.cli.app import DifftkTyper, SetOption, fail
 
 data_app = DifftkTyper(no_args_is_help=True, help="Inspect the data set a recipe trains on.")
-app.add_typer(data_app, name="data", rich_help_panel="Inspection")
 
 
-@data_app.command()
 def stats(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe whose [data] section is loaded.")],
     set_: SetOption = None,
@@ -72,7 +70,6 @@ def stats(
                f'sigma_data = "data" uses it)')
 
 
-@data_app.command()
 def pack(
     source: Annotated[Path, typer.Argument(help=(
         "What to pack: a folder of images (sub-folders as classes), an EDM / EDM2 "
@@ -138,7 +135,6 @@ def pack(
     typer.echo(f"wrote {out / 'manifest.json'}")
 
 
-@data_app.command()
 def verify(
     folder: Annotated[Path, typer.Argument(help="A folder written by difftk data pack.")],
 ):
@@ -158,7 +154,6 @@ def verify(
     typer.echo(f"{folder}: every shard matches its checksum")
 
 
-@data_app.command()
 def encode(
     source: Annotated[Path, typer.Argument(help=(
         "The images to encode: a packed set, a folder, an EDM zip, or any source "

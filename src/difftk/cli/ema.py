@@ -8,11 +8,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app
 from difftk.errors import DifftkError
 
 
-@app.command(rich_help_panel="Generation")
 def ema(
     run_dir: Annotated[Path, typer.Argument(help="A run directory with snapshots/ "
                                                  "(train with ema.snapshot_every=N).")],

@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import GuideOption, SetOption, app, fail
+from difftk.cli.app import GuideOption, SetOption, fail
 from difftk.cli.eval_stats import CACHE_HELP, CONVENTION_HELP, DINOV2_HELP, WEIGHTS_HELP
 from difftk.errors import DifftkError
 
 
-@app.command("eval", rich_help_panel="Generation")
 def eval_command(
     checkpoint: Annotated[Path, typer.Argument(
         help="A checkpoint directory, its run directory, checkpoints/latest, or a "

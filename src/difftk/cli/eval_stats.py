@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
+from difftk.cli.app import fail
 from difftk.errors import DifftkError
 
 METRICS_HELP = ("Comma list of fid, sfid, is, prdc, fd_dinov2 (fid, sfid, is and prdc need "
@@ -23,7 +23,6 @@ CONVENTION_HELP = ("How images are resized and scaled for Inception: tf (TF FID,
 CACHE_HELP = "A folder where the features of a file set are kept, keyed by its files."
 
 
-@app.command("eval-stats", rich_help_panel="Generation")
 def eval_stats(
     source: Annotated[Path, typer.Argument(
         help="A packed set, an image folder or zip, an .npz, IDX or CIFAR-10 files, or a "

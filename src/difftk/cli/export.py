@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app, fail
+from difftk.cli.app import fail
 from difftk.errors import DifftkError
 
 
-@app.command(rich_help_panel="Generation")
 def export(
     checkpoint: Annotated[Path, typer.Argument(
         help="A checkpoint directory, its run directory, or checkpoints/latest.")],

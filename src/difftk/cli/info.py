@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption
 from difftk.errors import DifftkError
 
 
@@ -21,7 +21,6 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-@app.command(rich_help_panel="Inspection")
 def info(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe whose [model] to measure.")],
     set_: SetOption = None,

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption
 
 
 def _mb(n: float) -> str:
     return f"{n / 2**20:10.2f} MiB"
 
 
-@app.command(rich_help_panel="Inspection")
 def memory(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe, e.g. recipes/edm.toml")],
     set_: SetOption = None,

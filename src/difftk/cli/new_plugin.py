@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app
 
-
-@app.command("new-plugin", rich_help_panel="Plugins")
 def new_plugin(
     name: Annotated[str, typer.Argument(help='Plugin name, e.g. "my-weight" (package '
                                              'difftk-my-weight, component my_weight).')],

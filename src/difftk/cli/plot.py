@@ -3,9 +3,7 @@ from its own module (imported in difftk.cli)."""
 
 from __future__ import annotations
 
-from difftk.cli.app import DifftkTyper, app
+from difftk.cli.app import DifftkTyper
 
 plot_app = DifftkTyper(no_args_is_help=True, help="Draw the seeds' figures (PNG, and --csv numbers).")
-app.add_typer(plot_app, name="plot", rich_help_panel="Inspection")
 
-from difftk.cli import plot_lr_schedule  # noqa: E402, F401, I001  (registers its subcommand)

@@ -9,11 +9,9 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import SetOption, fail
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("forward-noising")
 def plot_forward_noising(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe whose [data] and [schedule] to use.")],
     times: Annotated[str, typer.Option(

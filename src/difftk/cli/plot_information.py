@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.plot import plot_app
 from difftk.cli.plot_targets import _save, _write_csv
 
 
-@plot_app.command("information")
 def plot_information(
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
         "information.png"),

@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import SetOption, fail
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("lr-schedule")
 def plot_lr_schedule(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe whose schedule to draw.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(

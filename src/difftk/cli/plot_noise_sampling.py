@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("noise-sampling")
 def plot_noise_sampling(
     names: Annotated[list[str] | None, typer.Argument(
         help='Distributions, e.g. log_normal "log_normal:P_mean=-0.4:P_std=1" '

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.plot import plot_app
 
-
-@plot_app.command("schedules")
 def plot_schedules(
     names: Annotated[list[str] | None, typer.Argument(
         help='Schedules, e.g. cosine "linear:T=4000" (default: every installed one).')] = None,

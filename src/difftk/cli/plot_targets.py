@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import fail
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("targets")
 def plot_targets(
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
         "targets.png"),

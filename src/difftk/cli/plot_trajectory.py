@@ -9,11 +9,9 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import SetOption
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("trajectory")
 def plot_trajectory(
     run_path: Annotated[Path, typer.Argument(
         help="A run directory, its checkpoints/latest, or a checkpoint step directory.")],

@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from difftk.cli.app import fail
-from difftk.cli.plot import plot_app
 from difftk.errors import DifftkError
 
 
-@plot_app.command("variance-ratio")
 def plot_variance_ratio(
     names: Annotated[list[str] | None, typer.Argument(
         help='t-space schedules, e.g. linear cosine "linear:T=4000" (default: linear, '

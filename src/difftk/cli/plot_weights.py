@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.plot import plot_app
 from difftk.diffusion.table_rule import table_problems
 from difftk.errors import DifftkError
 
 
-@plot_app.command("weights")
 def plot_weights(
     names: Annotated[list[str] | None, typer.Argument(
         help='Weightings, e.g. min_snr "p2:gamma=1" (default: every installed one).')] = None,

@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import app
 from difftk.errors import UnknownComponentError
 
 
-@app.command("list-plugins", rich_help_panel="Plugins")
 def list_plugins(
     family: Annotated[str | None, typer.Option(
         help="Only this family, e.g. weights, schedules, samplers.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import GuideOption, SetOption, app, fail
+from difftk.cli.app import GuideOption, SetOption, fail
 from difftk.errors import DifftkError
 
 
@@ -29,7 +29,6 @@ def _format(output: Path, chosen: Format) -> Format:
     return by_suffix[output.suffix]
 
 
-@app.command(rich_help_panel="Generation")
 def sample(
     checkpoint: Annotated[Path, typer.Argument(
         help="A checkpoint directory, its run directory, checkpoints/latest, or a "

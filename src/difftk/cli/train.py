@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app, fail
+from difftk.cli.app import SetOption, fail
 from difftk.errors import DifftkError
 
 
-@app.command(rich_help_panel="Training")
 def train(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe, e.g. recipes/edm.toml")],
     set_: SetOption = None,

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption
 
 
-@app.command("train-autoencoder", rich_help_panel="Training")
 def train_autoencoder(
     recipe: Annotated[Path, typer.Argument(
         help="TOML recipe with [run], [data], [autoencoder], [log], e.g. "

@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from difftk.cli.app import SetOption, app
+from difftk.cli.app import SetOption
 
 
-@app.command(rich_help_panel="Inspection")
 def validate(
     recipe: Annotated[Path, typer.Argument(help="TOML recipe to check.")],
     set_: SetOption = None,
