@@ -141,8 +141,11 @@ def test_rescale_to_T_keeps_the_decay_profile():
 
 def test_posterior_at_zero_terminal_snr():
     """Seed 004 Theory II at t = T with alpha_bar_T = 0: mean = sqrt(alpha_bar_{T-1}) x0."""
+    from difftk.diffusion.vlb import posterior
+
     s = Cosine(zero_terminal_snr=True)
-    c_x0, c_xt, var = s.posterior(torch.tensor([s.T]))
+    post = posterior(s, torch.tensor([float(s.T)], dtype=torch.float64))
+    c_x0, c_xt, var = post.c_x0, post.c_xt, post.variance
     ab_prev = s.table["alpha_bar"][s.T - 1]
     assert float(c_x0) == pytest.approx(float(ab_prev.sqrt()), rel=1e-12)
     assert float(c_xt) == pytest.approx(0.0, abs=1e-12)

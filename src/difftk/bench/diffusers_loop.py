@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from difftk.interop.errors import InteropError
-from difftk.interop.optional import diffusers_installed
+from difftk.interop.optional import DIFFUSERS
 from difftk.nn.auto_speed import chosen, maybe_compile
 
 
@@ -25,7 +25,7 @@ def diffusers_layout(difftk_loop) -> tuple[dict | None, str]:
     part = difftk_loop.recipe.parts["model"]
     if part.name != "unet":
         return None, f'no diffusers layout for the "{part.name}" architecture'
-    if not diffusers_installed():
+    if not DIFFUSERS.installed():
         return None, 'diffusers is not installed (pip install "difftk[bench]")'
     from difftk.interop.unet_layout import diffusers_config
 

@@ -205,11 +205,6 @@ class DiscreteSchedule(Schedule):
         """alpha_t = 1 - beta_t (the one-step factor, not sqrt(alpha_bar))."""
         return 1.0 - self.beta(t)
 
-    def posterior(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(c_x0, c_xt, variance) of q(x_{t-1} | x_t, x0) at integer t (seed 004 Theory II)."""
-        return (self._at("posterior_c_x0", t), self._at("posterior_c_xt", t),
-                self._at("posterior_variance", t))
-
     def time_range(self) -> tuple[float, float]:
         return 1.0, float(self.num_steps)
 

@@ -1,24 +1,18 @@
-"""diffusers on demand: imported only by the commands that need it (it takes seconds)."""
+"""diffusers on demand: imported only by the commands that need it (it takes seconds), as the
+one ``OptionalPackage`` every part that needs it declares."""
 
 from __future__ import annotations
 
-import importlib.util
-
 from difftk.interop.errors import InteropError
+from difftk.optional_package import OptionalPackage
 
-INSTALL_HINT = 'pip install "difftk[interop]"'
-
-
-def diffusers_installed() -> bool:
-    """Whether diffusers can be imported, without importing it."""
-    return importlib.util.find_spec("diffusers") is not None
+DIFFUSERS = OptionalPackage("diffusers", 'pip install "difftk[interop]"')
 
 
 def import_diffusers():
     """The diffusers module, or one sentence saying how to install it."""
-    if not diffusers_installed():
-        raise InteropError(f"this needs the diffusers package, which is not installed "
-                           f"({INSTALL_HINT})")
+    if not DIFFUSERS.installed():
+        raise InteropError(DIFFUSERS.sentence("this"))
     import diffusers
 
     return diffusers

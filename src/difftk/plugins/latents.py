@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from difftk.data.items import in_memory
 from difftk.errors import DataError
 from difftk.hookspecs import hookimpl
+from difftk.interop.optional import DIFFUSERS
 from difftk.latents.latents import LatentCodec, Latents
 from difftk.optional_package import OptionalPackage
 
@@ -151,7 +152,7 @@ class DiffusersVae(Latents):
 
     name = "diffusers_vae"
     requires: ClassVar[tuple[OptionalPackage, ...]] = (
-        OptionalPackage("diffusers", 'pip install "difftk[interop]"'),)
+        DIFFUSERS,)
     path: str = Field(..., min_length=1, description="local folder of the AutoencoderKL "
                       "(config.json + weights), or a pipeline folder with a vae/ inside "
                       "(made absolute in the run's recipe.toml)")

@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from difftk.hookspecs import hookimpl
+from difftk.interop.optional import DIFFUSERS
 from difftk.nn.architecture import Architecture, ArchitectureError, DataSpec
 from difftk.optional_package import OptionalPackage
 
@@ -62,7 +63,7 @@ class DiffusersUNet2D(Architecture):
 
     name = "diffusers_unet2d"
     requires: ClassVar[tuple[OptionalPackage, ...]] = (
-        OptionalPackage("diffusers", 'pip install "difftk[interop]"'),)
+        DIFFUSERS,)
     config: dict[str, Any] = Field(
         default_factory=dict, description="UNet2DModel keyword arguments (block_out_channels, "
         "down_block_types, ...); empty with no folder: a small two-level layout")
