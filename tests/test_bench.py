@@ -230,3 +230,16 @@ def test_bench_times_a_latent_recipe_on_its_latents(smoke_recipe, tmp_path, one_
                                  "--set", "latents.keep=4", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["shape"] == [1, 4, 4]
+
+
+def test_the_raw_loop_runs_difftks_optimizer_implementation(smoke_recipe):
+    """The raw loop's Adam uses the kernel difftk's optimizer uses (fused by default on plain
+    CPU tensors), so "overhead over a raw loop" compares loops, not optimizers."""
+    from difftk.bench.raw_loop import RawLoop
+
+    data = random_data((1, 8, 8), 0, 32)
+    ours = DifftkLoop(load_recipe(smoke_recipe), data, torch.device("cpu"), 8)
+    raw = RawLoop(ours, data.train, None)
+    for key in ("fused", "foreach"):
+        assert raw.optimizer.defaults.get(key) == ours.optimizer.defaults.get(key), key
+    assert ours.optimizer.defaults.get("fused") is True

@@ -2,7 +2,8 @@
 
 Ho et al. 2020, Algorithm 1: draw t uniformly from 1..T, noise eps, x_t = sqrt(abar_t) x0 +
 sqrt(1 - abar_t) eps, regress the network's output on eps with a mean squared error, one
-Adam step (torch's default implementation, as a hand-written loop gets it). Linear betas
+Adam step with the implementation difftk's optimizer runs (fused, foreach or the for-loop:
+the same kernel, so the comparison times the loops, not two optimizers). Linear betas
 1e-4..0.02, T = 1000. The network is a copy of difftk's (same layout, same initial weights),
 called directly with the time t, under the recipe's autocast dtype (and torch.compile when
 the recipe compiles); nothing else: no EMA,
@@ -36,7 +37,10 @@ class RawLoop:
         self.net = copy.deepcopy(difftk_loop.model.net).train()  # channels_last kept
         self.forward = maybe_compile(self.net, difftk_loop.recipe.train.compile, self.device)
         self.channels = difftk_loop.spec.shape[0]
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=difftk_loop.lr)
+        # difftk's own optimizer's implementation (fused on plain CPU/CUDA tensors by default)
+        defaults = difftk_loop.optimizer.defaults
+        same = {k: defaults[k] for k in ("fused", "foreach") if defaults.get(k) is not None}
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=difftk_loop.lr, **same)
         self.autocast_dtype = difftk_loop.precision.autocast_dtype(self.device)
         self.x = data_train.to(self.device)
         self.labels = None if labels is None else labels.to(self.device)
