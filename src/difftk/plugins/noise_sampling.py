@@ -305,8 +305,104 @@ class LossSecondMoment(NoiseSampler):
         return uniform_time_density(schedule, log_snr)  # its distribution before warm-up
 
 
+class FromWeighting(NoiseSampler):
+    """Noise levels drawn with density proportional to w(t) p(t), p uniform on the schedule's
+    time axis and w the named weighting's formula: a loss weighting turned into a sampling
+    distribution (seed 001 §5.2: E_p[w l] = E_q[(w p / q) l], the two views of one integrand).
+
+    Train it with ``weight.name = "uniform"`` on the MSE the weighting names (its
+    ``relative_to``). Each draw then carries the weight w p / q (``importance``, default on),
+    which is the constant E_p[w] on a table's integer steps, and w(t) / w(t_i) E_p[w] in cell
+    i of the ``cells`` equal cells of a continuous axis (uniform within a cell), so the
+    expected loss, and gradient, are exactly those of uniform t with the weighting w; only
+    their variance differs (docs/reproductions.md). Without ``importance`` the loss is the
+    weighted objective divided by E_p[w].
+    """
+
+    name = "from_weighting"
+    importance: bool = Field(True, description="weight each draw by w p / q, so the expected "
+                             "loss is the w-weighted uniform-t objective itself")
+    weighting: dict = Field(default_factory=lambda: {"name": "min_snr"},
+                            description='the weighting whose mass it draws by, as a recipe '
+                            'section: {name = "min_snr", gamma = 5}')
+    cells: int = Field(4096, ge=2, le=1_000_000, description="cells of a continuous time axis")
+
+    def _weighting(self):
+        """The named weighting, validated (an unknown name is the registry's sentence)."""
+        from difftk.registry import default_registry
+
+        params = dict(self.weighting)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise ValueError('weighting needs a name, e.g. {name = "min_snr", gamma = 5}')
+        return default_registry().get("weights", name).cls.model_validate(params)
+
+    def check(self, parts):
+        try:
+            inner = self._weighting()
+        except Exception as exc:  # an unknown name or a bad field: the recipe's sentence
+            return [("weighting", str(exc))]
+        outer = parts.get("weight")
+        if outer is not None and (outer.name != "uniform" or outer.relative_to != inner.relative_to):
+            return [("weighting", f'from_weighting draws by the {inner.name} weighting, so train '
+                     f'with weight.name = "uniform" and weight.relative_to = '
+                     f'"{inner.relative_to}" (the same MSE), or the weighting counts twice')]
+        return []
+
+    def _table(self, schedule) -> tuple[Tensor, Tensor]:
+        """(times of the cells or steps, their masses w(t) / sum) in float64."""
+        inner = self._weighting()
+        if schedule.has_table:
+            t = torch.arange(1, schedule.num_steps + 1, dtype=torch.float64)
+        else:
+            lo, hi = schedule.time_range()
+            t = lo + (hi - lo) * (torch.arange(self.cells, dtype=torch.float64) + 0.5) / self.cells
+        w = inner.at(schedule.levels_at_time(t).to(dtype=torch.float64), schedule).double()
+        w = torch.nan_to_num(w, nan=0.0, posinf=0.0).clamp(min=0)
+        if float(w.sum()) <= 0:
+            raise ValueError(f"the {inner.name} weighting is zero on the whole schedule")
+        return t, w
+
+    def sample(self, n, schedule, generator, device, history=None):
+        t_grid, w = self._table(schedule)
+        mass = (w / w.sum()).to(device)
+        cell = torch.multinomial(mass, n, replacement=True, generator=generator)
+        if schedule.has_table:
+            t = t_grid.to(device)[cell]
+        else:
+            lo, hi = schedule.time_range()
+            u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+            t = lo + (hi - lo) * (cell.double() + u) / self.cells
+        levels = schedule.levels_at_time(t)
+        if not self.importance:
+            return levels
+        mean_w = float(w.mean())  # E_p[w] on the grid
+        if schedule.has_table:
+            weight = torch.full((n,), mean_w, dtype=torch.float64, device=device)
+        else:
+            exact = self._weighting().at(levels.to(dtype=torch.float64), schedule).double()
+            weight = exact.to(device) / w.to(device)[cell] * mean_w
+        return replace(levels, weight=weight.float())
+
+    def draw(self, n, schedule, generator, device):
+        return self.sample(n, schedule, generator, device), None
+
+    def log_snr_density(self, log_snr, schedule):
+        t_grid, w = self._table(schedule)
+        lo, hi = schedule.time_range()
+        t, jac = time_jacobian(schedule, log_snr)
+        if schedule.has_table:
+            # the continuous-t version: w of the nearest step, normalised over [1, T]
+            index = t.round().long().clamp(1, schedule.num_steps) - 1
+        else:
+            index = ((t - lo) / (hi - lo) * self.cells).floor().long().clamp(0, self.cells - 1)
+        density = w[index] / w.mean() / (hi - lo) * jac
+        inside = (t >= lo) & (t <= hi)
+        return torch.where(inside, density, torch.zeros_like(density))
+
+
 @hookimpl
 def register_noise_sampling(register):
     for cls in (UniformT, GaussianT, UniformSigma, LogUniformSigma, LogNormal, LogitNormal,
-                CosMap, LossSecondMoment):
+                CosMap, LossSecondMoment, FromWeighting):
         register(cls)
