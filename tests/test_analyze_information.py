@@ -128,3 +128,19 @@ def test_estimator_matches_numerically_integrated_mixture_information(mixture):
             assert abs(got - value / 2) < 0.03, (target, lam, got, value / 2)
     # non-Gaussian data: v carries information about x_t (seed 001 §3.2.3)
     assert curves.information["v"].max() > 0.1
+
+
+def test_v_information_of_a_gaussian_peaks_at_log_snr_zero():
+    """For x0 ~ N(0, s^2) on a variance-preserving path, cov(v, x_t) = alpha sigma (1 - s^2):
+    I(v; x_t) peaks at logSNR 0 at ln((1 + s^2) / (2 s)), 0.134 nats/dim for Fashion-MNIST's
+    per-dimension variance 0.347 (docs/reproductions.md), and is zero for s = 1."""
+    log_snr = torch.linspace(-15, 15, 30_001, dtype=torch.float64)
+    a, b = torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()
+    for s2 in (0.347, 0.1, 2.0):
+        s = math.sqrt(s2)
+        mi = gaussian_mutual_information("v", a, b, s)
+        assert float(mi.max()) == pytest.approx(math.log((1 + s2) / (2 * s)), rel=1e-6)
+        assert abs(float(log_snr[int(mi.argmax())])) < 1e-3
+    assert float(gaussian_mutual_information("v", a, b, 0.347 ** 0.5).max()) == \
+        pytest.approx(0.134, abs=5e-4)
+    assert float(gaussian_mutual_information("v", a, b, 1.0).abs().max()) < 1e-12
