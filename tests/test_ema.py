@@ -183,3 +183,22 @@ def test_sample_refuses_a_weights_file_with_nan(tmp_path):
               metadata={"difftk_recipe": "x", "difftk_spec": "{}"})
     res = runner.invoke(app, ["sample", str(path), "-o", str(tmp_path / "s.png")])
     assert res.exit_code == 1 and "hold NaN or inf" in res.stderr
+
+
+def test_per_step_beta_is_the_per_snapshot_beta_to_the_interval(tmp_path):
+    """Snapshots every 10 steps: --beta b --per-step weights them as --beta b^10 does, and an
+    uneven spacing weights each snapshot by b^(steps to the last)."""
+    from difftk.train.posthoc_ema import step_beta_weights
+
+    _fake_run(tmp_path / "run", [1.0, 2.0, 4.0, 8.0, 16.0])
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert runner.invoke(app, ["ema", str(tmp_path / "run"), "--beta", str(0.5 ** 0.1),
+                               "--per-step", "-o", str(a)]).exit_code == 0
+    assert runner.invoke(app, ["ema", str(tmp_path / "run"), "--beta", "0.5", "-o",
+                               str(b)]).exit_code == 0
+    assert torch.allclose(load_file(str(a))["w"], load_file(str(b))["w"], rtol=1e-6)
+    assert np.allclose(step_beta_weights([10, 30, 40], 0.5), np.array([0.5**30, 0.5**10, 1])
+                       / (0.5**30 + 0.5**10 + 1))
+    res = runner.invoke(app, ["ema", str(tmp_path / "run"), "--sigma-rel", "0.05",
+                              "--per-step", "-o", str(a)])
+    assert res.exit_code == 1 and "--per-step reads --beta" in res.output

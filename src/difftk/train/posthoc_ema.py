@@ -96,15 +96,26 @@ def combine(files: list[Path], coefficients: np.ndarray) -> dict[str, torch.Tens
     return {k: v.to(dtypes[k]) if k in dtypes else v for k, v in out.items()}
 
 
-def posthoc_beta(run_dir, beta: float, strict: bool = False
+def step_beta_weights(steps: list[int], beta: float) -> np.ndarray:
+    """w_i = beta^(s_N - s_i) / sum: a per-step decay beta applied to snapshots taken at steps
+    s_1 < ... < s_N (the per-step EMA seen at the snapshots; any spacing)."""
+    gaps = steps[-1] - np.asarray(steps, dtype=np.float64)
+    w = np.exp(gaps * np.log(beta)) if beta > 0 else (gaps == 0).astype(np.float64)
+    return w / w.sum()
+
+
+def posthoc_beta(run_dir, beta: float, strict: bool = False, per_step: bool = False
                  ) -> tuple[dict[str, torch.Tensor], dict]:
-    """The beta^(N - i) average of the raw weights of every intact snapshot."""
+    """The beta^(N - i) average of the raw weights of every intact snapshot (seed 001 §11.2,
+    per snapshot), or with ``per_step`` the beta^(s_N - s_i) one (beta a per-step decay)."""
     snaps = [s for s in list_snapshots(run_dir, strict) if s.file("model").is_file()]
     if not snaps:
         raise CheckpointError(f"{run_dir}: the snapshots hold no raw weights (model.safetensors)")
-    w = beta_weights(len(snaps), beta)
+    w = (step_beta_weights([s.step for s in snaps], beta) if per_step
+         else beta_weights(len(snaps), beta))
     state = combine([s.file("model") for s in snaps], w)
-    return state, {"method": "beta", "beta": beta, "steps": [s.step for s in snaps],
+    return state, {"method": "beta_per_step" if per_step else "beta", "beta": beta,
+                   "steps": [s.step for s in snaps],
                    "coefficients": w.tolist()}
 
 
