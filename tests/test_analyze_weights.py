@@ -128,3 +128,38 @@ def test_forward_transition_has_the_marginal_of_q_xt_given_x0():
     xt = pairs.x_t[0].double()
     assert float(xt.mean()) == pytest.approx(float(a) * 0.7, abs=0.01)
     assert float(xt.std()) == pytest.approx(float(s), rel=0.02)
+
+
+def test_weight_on_the_mean_mse_is_seed_003_figure_4_9():
+    """The ELBO weighs the posterior mean's MSE by 1 / (2 sigma_t^2) (seed 003 eq. 4.6):
+    1 / (2 beta_tilde_t) with the fixed-small variance, at every t >= 2."""
+    import numpy as np
+
+    from difftk.analysis.weight_figures import weight_curve
+    from difftk.plugins.schedules import Linear
+    from difftk.plugins.targets import Eps
+    from difftk.plugins.weights import ELBO
+
+    schedule = Linear()
+    curve = weight_curve("elbo", ELBO(), {"eps": Eps()}, schedule, mse="mean")
+    beta_tilde = schedule.table["posterior_variance"][2:].numpy()
+    assert np.allclose(curve.effective["eps"][1:], 1 / (2 * beta_tilde), rtol=1e-6)
+    assert curve.mse == "mean"
+    on_x0 = weight_curve("elbo", ELBO(), {"eps": Eps()}, schedule)
+    assert not np.allclose(on_x0.effective["eps"][1:], curve.effective["eps"][1:])
+
+
+
+def test_plot_weights_on_the_mean_needs_a_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from difftk.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["plot", "weights", "elbo", "--mse", "mean", "--target", "eps",
+                              "-o", str(tmp_path / "w.png"), "--csv", str(tmp_path / "w.csv")])
+    assert out.exit_code == 0, out.output
+    assert "mean_weight_eps" in (tmp_path / "w.csv").read_text().splitlines()[0]
+    out = runner.invoke(app, ["plot", "weights", "min_snr", "--mse", "mean", "--schedule", "edm",
+                              "-o", str(tmp_path / "x.png")])
+    assert out.exit_code == 1 and "has none" in out.output

@@ -37,6 +37,7 @@ class WeightCurve:
     w: np.ndarray
     effective: dict[str, np.ndarray] = field(default_factory=dict)
     t: np.ndarray | None = None
+    mse: str = "x0"  # the MSE ``effective`` weights: x0's, or the posterior mean's
 
 
 def levels_for(weighting, schedule, log_snr_range: tuple[float, float], n: int = 241) -> Levels:
@@ -48,19 +49,34 @@ def levels_for(weighting, schedule, log_snr_range: tuple[float, float], n: int =
     return schedule.levels_from_sigma_edm(torch.exp(-0.5 * grid))
 
 
+def mean_error_factor(schedule, levels: Levels) -> torch.Tensor:
+    """c_x0^2: ||mu_theta - mu_tilde||^2 = c_x0^2 ||x0_hat - x0||^2 for the step t -> t - 1
+    of a t-space schedule (seed 003 eq. 5.3), so weight on the mean's MSE = (x0 weight) / c_x0^2."""
+    from difftk.diffusion.vlb import posterior
+
+    t = levels.t if levels.t is not None else schedule.time_from_log_snr(levels.log_snr)
+    return posterior(schedule, t.double()).c_x0.double() ** 2
+
+
 def weight_curve(label: str, weighting, targets: dict[str, object], schedule,
-                 log_snr_range: tuple[float, float] = (-10.0, 10.0)) -> WeightCurve:
+                 log_snr_range: tuple[float, float] = (-10.0, 10.0),
+                 mse: str = "x0") -> WeightCurve:
+    """w along the schedule, and per target the weight it puts on the x0-MSE (``mse = "x0"``)
+    or on the posterior mean's MSE (``"mean"``, seed 003 Figure 4.9: the ELBO's is
+    1 / (2 sigma_t^2); t-space schedules)."""
     levels = levels_for(weighting, schedule, log_snr_range)
     levels = Levels(alpha=levels.alpha.double(), sigma=levels.sigma.double(), t=levels.t)
     w = weighting.at(levels, schedule).double()
+    to_mean = mean_error_factor(schedule, levels) if mse == "mean" else None
     effective = {}
     for name, target in targets.items():
         # targets like `mean` read the schedule's table (a copy is bound; idempotent)
         k = target.bind(schedule).x0_error_factor(levels).double()
-        effective[name] = (w if weighting.relative_to == "x0" else w * k).numpy()
+        on_x0 = w if weighting.relative_to == "x0" else w * k
+        effective[name] = (on_x0 if to_mean is None else on_x0 / to_mean).numpy()
     t = levels.t if levels.t is not None else schedule.time_from_log_snr(levels.log_snr)
     return WeightCurve(label, weighting.relative_to, levels.log_snr.numpy(), w.numpy(), effective,
-                       t.double().numpy())
+                       t.double().numpy(), mse)
 
 
 def write_csv(curves: list[WeightCurve], path: str | Path) -> None:
@@ -72,7 +88,7 @@ def write_csv(curves: list[WeightCurve], path: str | Path) -> None:
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["name", "relative_to", "log_snr", "t", "w",
-                      *[f"x0_weight_{t}" for t in targets]])
+                      *[f"{curves[0].mse}_weight_{t}" for t in targets]])
         for c in curves:
             for i in range(len(c.log_snr)):
                 out.writerow([c.label, c.relative_to, f"{c.log_snr[i]:.6g}", f"{c.t[i]:.6g}",
@@ -107,7 +123,7 @@ def draw_weights(curves: list[WeightCurve], title: str = "", time_label: str = "
                 ax.plot(x, _positive(c.effective[target]), color=color, label=c.label)
         axes[row, 0].set_title("w as defined")
         for ax, target in zip(axes[row, 1:], targets, strict=True):
-            ax.set_title(f"weight on the x0-MSE, {target} target")
+            ax.set_title(f"weight on the {curves[0].mse}-MSE, {target} target")
         for ax in axes[row]:
             ax.set_yscale("log")
             ax.set_xlabel("logSNR" if xkey == "log_snr" else time_label)

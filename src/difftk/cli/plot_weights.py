@@ -22,6 +22,9 @@ def plot_weights(
     target: Annotated[list[str] | None, typer.Option(
         "--target", help="Targets whose x0-MSE weight to show (repeatable; default x0, eps, "
                          "v).")] = None,
+    mse: Annotated[str, typer.Option(
+        help='The MSE the per-target columns weight: "x0", or "mean", the posterior mean of '
+             "the step t -> t - 1 (seed 003 Figure 4.9; t-space schedules).")] = "x0",
     schedule: Annotated[str, typer.Option(
         help='Schedule the levels come from ("name" or "name:key=value"); table weightings '
              "such as elbo are drawn at its t = 1..T.")] = "linear",
@@ -38,9 +41,14 @@ def plot_weights(
 
     if log_snr_min >= log_snr_max:
         raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
+    if mse not in ("x0", "mean"):
+        raise DifftkError(f'--mse must be "x0" or "mean", not "{mse}"')
     registry = default_registry()
     specs = names or registry.names("weights")
     sched = component_from_spec("schedule", schedule, registry, {"sigma_data": sigma_data})
+    if mse == "mean" and not sched.has_table:
+        raise DifftkError(f'--mse mean weighs the posterior mean of a table\'s step, and the '
+                          f'schedule "{schedule}" has none (choose one with --schedule)')
     targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
                for t in (target or ["x0", "eps", "v"])}
     for spec, part in targets.items():
@@ -55,7 +63,8 @@ def plot_weights(
                     + weighting.check({"schedule": sched}))
         if problems:
             raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
-        curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max)))
+        curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max),
+                                   mse))
     lo_t, hi_t = sched.time_range()
     save_png(draw_weights(curves, title=f"schedule = {schedule}",
                           time_label=f"t ({schedule}, {lo_t:g}..{hi_t:g})"), output)
