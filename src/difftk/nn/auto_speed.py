@@ -1,12 +1,9 @@
 """What ``train.compile = "auto"`` and ``model.channels_last = "auto"`` choose, per device.
 
-The rule is what ``difftk bench`` measured on each kind of device (docs/performance.md,
-"CPU: channels_last and torch.compile"): on the CPU, NHWC tensors let oneDNN run the
-convolutions without reordering (digits U-Net, eager: training step 0.85x, forward 0.72x
-of NCHW's time), and torch.compile's C++ backend fuses GroupNorm, SiLU and the elementwise
-tails (training step 0.71x, forward 0.50x) for a one-off compile of one to three minutes
-on 2 cores. On CUDA neither is switched on by "auto" until benchmarks/gpu_bench.sh has
-measured them there (its channels_last and compile rows); ``true`` forces either anywhere.
+The rule is what a committed benchmark measured on each kind of device: on the CPU
+benchmarks/cpu_switches.py (its JSON in benchmarks/results), on CUDA benchmarks/gpu_bench.sh's
+channels_last and compile rows. Neither has been committed yet, so "auto" switches nothing on
+anywhere (docs/performance.md); ``true`` forces either anywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from typing import Literal
 import torch
 
 Auto = Literal["auto"]
-AUTO_DEVICES = {"compile": ("cpu",), "channels_last": ("cpu",)}
+AUTO_DEVICES: dict[str, tuple[str, ...]] = {"compile": (), "channels_last": ()}
 
 
 def chosen(setting: bool | str, switch: str, device: torch.device | str) -> bool:
