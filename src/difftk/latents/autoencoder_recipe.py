@@ -20,12 +20,12 @@ from difftk.logger import flatten_config
 from difftk.recipe import (
     LogSection,
     RunSection,
-    _errors,
-    _Section,
     apply_overrides,
     parse_recipe_text,
     validate_settings,
 )
+from difftk.recipe.messages import _errors
+from difftk.recipe.sections import _Section
 
 
 class AutoencoderSection(_Section):
