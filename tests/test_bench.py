@@ -205,7 +205,7 @@ def test_auto_switches_follow_the_measured_rule_and_keep_the_maths():
     from difftk.nn.auto_speed import chosen
     from difftk.plugins.architectures.unet import UNet
 
-    # no committed measurement yet (benchmarks/cpu_switches.py, gpu_bench.sh): auto is off
+    # benchmarks/results/cpu_switches.json: neither pays on the CPU; CUDA not yet measured
     assert not chosen("auto", "compile", "cpu") and not chosen("auto", "channels_last", "cpu")
     assert not chosen("auto", "compile", "cuda") and not chosen("auto", "channels_last", "cuda")
     assert chosen(True, "compile", "cuda") and not chosen(False, "channels_last", "cpu")
