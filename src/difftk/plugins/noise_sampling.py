@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 
 import torch
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from torch import Tensor
 
 from difftk.diffusion.levels import SigmaRange
@@ -326,6 +326,7 @@ class FromWeighting(NoiseSampler):
                             description='the weighting whose mass it draws by, as a recipe '
                             'section: {name = "min_snr", gamma = 5}')
     cells: int = Field(4096, ge=2, le=1_000_000, description="cells of a continuous time axis")
+    _tables: dict = PrivateAttr(default_factory=dict)
 
     def _weighting(self):
         """The named weighting, validated (an unknown name is the registry's sentence)."""
@@ -350,7 +351,15 @@ class FromWeighting(NoiseSampler):
         return []
 
     def _table(self, schedule) -> tuple[Tensor, Tensor]:
-        """(times of the cells or steps, their masses w(t) / sum) in float64."""
+        """(times of the cells or steps, their weights w(t)) in float64, built once per
+        schedule (every training step draws from it)."""
+        key = (type(schedule).__name__, repr(schedule.params()))
+        if self._tables.get("key") != key:
+            self._tables = {"key": key, "table": self._build_table(schedule),
+                            "inner": self._weighting()}
+        return self._tables["table"]
+
+    def _build_table(self, schedule) -> tuple[Tensor, Tensor]:
         inner = self._weighting()
         if schedule.has_table:
             t = torch.arange(1, schedule.num_steps + 1, dtype=torch.float64)
@@ -380,7 +389,7 @@ class FromWeighting(NoiseSampler):
         if schedule.has_table:
             weight = torch.full((n,), mean_w, dtype=torch.float64, device=device)
         else:
-            exact = self._weighting().at(levels.to(dtype=torch.float64), schedule).double()
+            exact = self._tables["inner"].at(levels.to(dtype=torch.float64), schedule).double()
             weight = exact.to(device) / w.to(device)[cell] * mean_w
         return replace(levels, weight=weight.float())
 
