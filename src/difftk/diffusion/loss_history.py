@@ -24,6 +24,7 @@ class LossHistory:
     def __init__(self, buckets: int, per_bucket: int):
         self.losses = torch.zeros(buckets, per_bucket, dtype=torch.float64)
         self.counts = torch.zeros(buckets, dtype=torch.int64)
+        self.writes = torch.zeros(buckets, dtype=torch.int64)  # losses ever written per bucket
         self.pending: Tensor | None = None  # the buckets of the batch drawn last
 
     @property
@@ -49,17 +50,25 @@ class LossHistory:
         buckets, self.pending = self.pending, None
         if values.shape[0] != buckets.shape[0] or not bool(torch.isfinite(values).all()):
             return
+        # Each bucket is a ring of K slots (the mean over it does not depend on their order):
+        # the i-th of a bucket's n new losses goes to slot (writes + i) mod K, and only its
+        # last K are kept, so the batch is written in one indexed assignment, no loop.
         k = self.losses.shape[1]
-        for b, value in zip(buckets.tolist(), values.tolist(), strict=True):
-            if self.counts[b] == k:
-                self.losses[b, :-1] = self.losses[b, 1:].clone()
-                self.losses[b, -1] = value
-            else:
-                self.losses[b, self.counts[b]] = value
-                self.counts[b] += 1
+        order = torch.argsort(buckets, stable=True)
+        sorted_b = buckets[order]
+        first = torch.searchsorted(sorted_b, sorted_b)  # where each bucket's run starts
+        rank = torch.arange(sorted_b.numel()) - first
+        per_bucket = torch.bincount(buckets, minlength=self.losses.shape[0])
+        keep = rank >= per_bucket[sorted_b] - k
+        b, r = sorted_b[keep], rank[keep]
+        slot = (self.writes[b] + r) % k
+        self.losses[b, slot] = values[order][keep]
+        self.writes = self.writes + per_bucket
+        self.counts = torch.clamp(self.counts + per_bucket, max=k)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"losses": self.losses.clone(), "counts": self.counts.clone()}
+        return {"losses": self.losses.clone(), "counts": self.counts.clone(),
+                "writes": self.writes.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         if state["losses"].shape != self.losses.shape:
@@ -67,4 +76,5 @@ class LossHistory:
                              f"fit this recipe's {tuple(self.losses.shape)}")
         self.losses = state["losses"].to(torch.float64).clone()
         self.counts = state["counts"].to(torch.int64).clone()
+        self.writes = state["writes"].to(torch.int64).clone()
         self.pending = None
