@@ -131,6 +131,17 @@ def test_a_run_logs_nll_and_mean_mse_at_eval_every_equal_to_difftk_eval(root, tm
     for key in ("nll_bpd", "mean_mse", "prior_bpd", "decoder_bpd", "x0_mse"):
         assert logged[f"eval/{key}"][5] == pytest.approx(nll[key], rel=1e-6), key
 
+    # the importance-sampled bound of the same images (eval/importance_likelihood.py)
+    res = runner.invoke(app, ["eval", str(run), "--no-metrics", "--nll", "--nll-samples", "6",
+                              "--estimator", "importance", "--importance-samples", "4",
+                              "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    iw = json.loads(res.stdout)["nll"]
+    assert iw["nll_method"] == "importance" and iw["importance_samples"] == 4
+    assert iw["nll_bpd"] == iw["iwae_bpd"] == iw["bound_k4_bpd"] < iw["bound_k1_bpd"]
+    # the Monte-Carlo ELBO over 24 trajectories estimates the closed-form bound
+    assert iw["elbo_bpd"] == pytest.approx(nll["nll_bpd"], abs=4 * iw["elbo_estimate_std_bpd"])
+
 
 def test_the_bound_is_skipped_with_one_note_where_it_does_not_apply(root, tmp_path):
     """toy2d: EDM's schedule (no table), 2-D data: sample metrics every step, NLL and mean

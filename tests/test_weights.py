@@ -283,3 +283,21 @@ def test_run_figure_of_the_weighting(root):
         r = load_recipe(root / f"recipes/{recipe}.toml", sets, warn=False)
         [(tag, image)] = run_weight_figure(r)
         assert tag == "weight" and image.ndim == 3 and image.shape[2] == 3 and image.std() > 0
+
+
+def test_p2_on_the_eps_mse_is_the_papers_weight_whatever_the_target():
+    """Choi et al. 2022 eq. 8 weights an eps-model's eps-MSE by 1 / (k + SNR)^gamma. With
+    relative_to = "eps" an x0-model or a v-model gets the same loss: its own MSE times the
+    weight that makes it w ||eps err||^2 (||eps err||^2 = SNR ||x0 err||^2)."""
+    levels = _vp_levels()
+    snr = levels.snr.double()
+    paper = (1.0 + snr).pow(-0.5)
+    p2 = P2(relative_to="eps")
+    assert torch.allclose(p2.on_target(levels, Eps()).double(), paper, rtol=1e-6)
+    x0_err, v_err = torch.rand(len(levels), dtype=torch.float64), None
+    eps_err = snr * x0_err                      # ||eps err||^2 for the same x0 error
+    v_err = (snr + 1) * x0_err                  # ||v err||^2 = (SNR + 1) ||x0 err||^2
+    for target, own_err in ((X0(), x0_err), (V(), v_err)):
+        assert torch.allclose(p2.on_target(levels, target).double() * own_err, paper * eps_err,
+                              rtol=1e-5), target.name
+    assert torch.allclose(p2.on_x0(levels, X0()), paper * snr, rtol=1e-12)

@@ -71,8 +71,7 @@ def weight_curve(label: str, weighting, targets: dict[str, object], schedule,
     effective = {}
     for name, target in targets.items():
         # targets like `mean` read the schedule's table (a copy is bound; idempotent)
-        k = target.bind(schedule).x0_error_factor(levels).double()
-        on_x0 = w if weighting.relative_to == "x0" else w * k
+        on_x0 = weighting.on_x0(levels, target.bind(schedule), schedule)
         effective[name] = (on_x0 if to_mean is None else on_x0 / to_mean).numpy()
     t = levels.t if levels.t is not None else schedule.time_from_log_snr(levels.log_snr)
     return WeightCurve(label, weighting.relative_to, levels.log_snr.numpy(), w.numpy(), effective,

@@ -32,15 +32,17 @@ def speed_samplers(recipe: Recipe, names: list[str] | None = None, steps: int | 
     return out
 
 
-NLL_METHODS = ("auto", "bound", "ode")
+NLL_METHODS = ("auto", "bound", "ode", "importance")
 
 
 def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
                method: str = "auto", data_part=None, kind: str = "image",
-               pixel_range=None) -> dict[str, float]:
+               pixel_range=None, importance_samples: int = 16) -> dict[str, float]:
     """The likelihood of ``heldout``: the variational bound summed over a t-space schedule's
-    table (eval/nll.py), or the probability-flow ODE's exact likelihood on any schedule
-    (eval/ode_likelihood.py). ``auto`` takes the bound where the schedule has a table."""
+    table (eval/nll.py), the probability-flow ODE's exact likelihood on any schedule
+    (eval/ode_likelihood.py), or the K-sample importance-sampled bound over whole forward
+    trajectories (eval/importance_likelihood.py, K = ``importance_samples``; ``nll_bpd`` is
+    then L_K). ``auto`` takes the bound where the schedule has a table."""
     schedule = denoiser.schedule
     if method not in NLL_METHODS:
         raise DifftkError(f"--nll-method must be one of {', '.join(NLL_METHODS)}")
@@ -48,13 +50,20 @@ def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
         method = "bound" if getattr(schedule, "has_table", False) else "ode"
     device = next(denoiser.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
+    if method in ("bound", "importance") and not getattr(schedule, "has_table", False):
+        raise DifftkError(f"--nll-method {method} sums over the steps of a t-space "
+                          f'schedule\'s table, and the schedule "{schedule.name}" has none; '
+                          "use --nll-method ode")
+    if method == "importance":
+        from difftk.eval.importance_likelihood import importance_nll_bits_per_dim
+
+        report = importance_nll_bits_per_dim(denoiser, heldout.to(device),
+                                             samples=importance_samples, batch_size=batch_size,
+                                             generator=gen, pixel_range=pixel_range)
+        return {"nll_method": "importance", "nll_bpd": report["iwae_bpd"], **report}
     if method == "bound":
         from difftk.eval.nll import nll_bits_per_dim
 
-        if not getattr(schedule, "has_table", False):
-            raise DifftkError("--nll-method bound sums the bound over the steps of a t-space "
-                              f'schedule\'s table, and the schedule "{schedule.name}" has none; '
-                              "use --nll-method ode")
         return {"nll_method": "bound", **nll_bits_per_dim(
             denoiser, heldout.to(device), batch_size=batch_size, generator=gen,
             pixel_range=pixel_range)}
@@ -71,7 +80,7 @@ def nll_report(denoiser, heldout: torch.Tensor, *, seed: int, batch_size: int,
 def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int = 500,
                       metrics: bool = True, speed: list | None = None,
                       nll_samples: int = 0, features: dict | None = None,
-                      nll_method: str = "auto") -> dict:
+                      nll_method: str = "auto", importance_samples: int = 16) -> dict:
     """Evaluate ``model`` (a restored checkpoint or weights file: recipe, denoiser, spec,
     step) with ``sampler``; ``speed``: samplers to time; ``nll_samples``: held-out images
     the NLL bound scores (0: none); ``features``: learned feature extractors for FID/KID
@@ -105,5 +114,6 @@ def checkpoint_report(model, sampler, *, n: int, seed: int = 0, batch_size: int 
         report["nll"] = nll_report(model.denoiser, data.heldout[:nll_samples], seed=seed,
                                    batch_size=batch_size, method=nll_method,
                                    data_part=model.recipe.parts["data"], kind=data.kind,
-                                   pixel_range=model.pixel_range)
+                                   pixel_range=model.pixel_range,
+                                   importance_samples=importance_samples)
     return report

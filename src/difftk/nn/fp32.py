@@ -11,13 +11,18 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
+from difftk.nn.rounded_matmuls import paused_rounding, rounding_active
+
 AUTOCAST_DEVICES = {"cpu", "cuda", "xpu", "mps"}
 
 
 def fp32_region(x: Tensor):
     """A context that switches autocast off on ``x``'s device (a no-op on meta tensors, and
     where autocast is off already: entering torch.autocast costs tens of microseconds of
-    host time, more than a small GroupNorm, and a network enters one per norm)."""
+    host time, more than a small GroupNorm, and a network enters one per norm), and pauses
+    emulated low precision (nn/rounded_matmuls.py)."""
+    if rounding_active():
+        return paused_rounding()
     kind = x.device.type
     if kind not in AUTOCAST_DEVICES or not torch.is_autocast_enabled(kind):
         return contextlib.nullcontext()

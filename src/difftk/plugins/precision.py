@@ -33,8 +33,21 @@ class FP32(Precision):
         return None
 
 
-class BF16(Precision):
-    """bf16 autocast, no loss scaling; fp32 master weights (seed 001 §12.1, §12.3)."""
+EMULATE_HELP = ("emulate the dtype in fp32: round every matmul's and convolution's operands, "
+                 "result and gradients to it, as tensor cores do, at fp32 speed (for CPUs, where "
+                 "bf16 and fp16 run ~100x slower; numerics of nn/rounded_matmuls.py)")
+
+
+class _Emulable(Precision):
+    emulate: bool = Field(False, description=EMULATE_HELP)
+
+    def emulated(self, device):
+        return self.emulate
+
+
+class BF16(_Emulable):
+    """bf16 autocast, no loss scaling; fp32 master weights (seed 001 §12.1, §12.3).
+    ``emulate = true`` rounds to bf16 in fp32 instead (nn/rounded_matmuls.py)."""
 
     name = "bf16"
 
@@ -42,14 +55,16 @@ class BF16(Precision):
         return torch.bfloat16
 
 
-class FP16(Precision):
+class FP16(_Emulable):
     """fp16 autocast with dynamic loss scaling (seed 001 §12.3): overflowing steps are skipped.
 
     The loss is multiplied by S before backward so small gradients stay above fp16's
     6.1e-5 normal range; gradients are divided by S before clipping and the optimizer
     step. A step whose unscaled gradients hold Inf/NaN is skipped and S is multiplied
     by ``backoff_factor``; after ``growth_interval`` good steps in a row S grows by
-    ``growth_factor`` (Micikevicius et al. 2018; torch.amp.GradScaler).
+    ``growth_factor`` (Micikevicius et al. 2018; torch.amp.GradScaler). ``emulate = true``
+    rounds to fp16 in fp32 (nn/rounded_matmuls.py): gradients underflow and overflow at the
+    rounded ops as on a GPU, so the scaler's work is real.
     """
 
     name = "fp16"

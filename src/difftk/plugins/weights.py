@@ -298,7 +298,7 @@ class _SiTWeight(Weighting):
         raise TypeError(f"the {self.name} weighting reads the schedule's rates; call "
                         "at(levels, schedule)")
 
-    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+    def x0_form(self, alpha, sigma, d_alpha, d_sigma):
         raise NotImplementedError
 
     def at(self, levels: Levels, schedule=None):
@@ -306,7 +306,7 @@ class _SiTWeight(Weighting):
             raise TypeError(f"the {self.name} weighting needs the schedule of the levels")
         rate = schedule.path_derivative(levels)
         alpha, sigma = levels.alpha.double(), levels.sigma.double()
-        return self.on_x0(alpha, sigma, rate.d_alpha.to(sigma), rate.d_sigma.to(sigma))
+        return self.x0_form(alpha, sigma, rate.d_alpha.to(sigma), rate.d_sigma.to(sigma))
 
 
 class SiTVelocity(_SiTWeight):
@@ -316,7 +316,7 @@ class SiTVelocity(_SiTWeight):
 
     name = "sit_velocity"
 
-    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+    def x0_form(self, alpha, sigma, d_alpha, d_sigma):
         return (d_sigma * alpha - d_alpha * sigma) ** 2 / sigma**2
 
 
@@ -327,7 +327,7 @@ class SiTLikelihood(_SiTWeight):
 
     name = "sit_likelihood"
 
-    def on_x0(self, alpha, sigma, d_alpha, d_sigma):
+    def x0_form(self, alpha, sigma, d_alpha, d_sigma):
         return (d_sigma * alpha**2 / sigma - d_alpha * alpha) / sigma**2
 
 

@@ -197,7 +197,8 @@ def check_weight_is_per_sample(weighting) -> None:
 
 
 def check_weight_relative_to(weighting) -> None:
-    """on_target honours relative_to: w on the x0-MSE is divided by each target's error factor."""
+    """on_target honours relative_to: w on the x0-MSE (or w SNR on the eps-MSE) is divided by each
+    target's error factor."""
     for schedule in _usable_schedules(weighting):
         levels = schedule_levels(schedule)
         inside = levels.log_snr.abs() < 12
@@ -211,7 +212,8 @@ def check_weight_relative_to(weighting) -> None:
             tgt = bound(target, schedule)
             on_target = weighting.on_target(levels, tgt, schedule).double()
             k = tgt.x0_error_factor(levels).double()
-            expected = w / k if weighting.relative_to == "x0" else w
+            on_x0 = {"x0": w, "eps": w * levels.snr.double(), "target": w * k}[weighting.relative_to]
+            expected = on_x0 / k
             assert torch.allclose(on_target, expected, rtol=1e-5), \
                 f'on_target with relative_to="{weighting.relative_to}" is wrong for {target.name} ' \
                 f"on {schedule.name}"
