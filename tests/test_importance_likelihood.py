@@ -1,7 +1,7 @@
 """The importance-sampled likelihood over forward trajectories (seed 003 eq. 1.29-1.30) and its
 K-sample bound (Burda et al. 2016): each log-weight against its definition written out with
 torch.distributions, its mean and spread against closed forms, the bound tightening with
-K. `difftk eval --nll --estimator importance` is tested on a trained run in
+K. `difftk eval --nll --nll-method importance` is tested on a trained run in
 test_learning_curves.py."""
 
 import math

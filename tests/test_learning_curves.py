@@ -133,7 +133,7 @@ def test_a_run_logs_nll_and_mean_mse_at_eval_every_equal_to_difftk_eval(root, tm
 
     # the importance-sampled bound of the same images (eval/importance_likelihood.py)
     res = runner.invoke(app, ["eval", str(run), "--no-metrics", "--nll", "--nll-samples", "6",
-                              "--estimator", "importance", "--importance-samples", "4",
+                              "--nll-method", "importance", "--trajectories", "4",
                               "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     iw = json.loads(res.stdout)["nll"]
@@ -204,3 +204,46 @@ def test_bad_log_fields_are_one_sentence(root, setting, message):
     res = runner.invoke(app, ["validate", str(root / "recipes/ddpm.toml"), "--set", setting])
     assert res.exit_code != 0
     assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_learned_variance_run_logs_the_gradient_its_head_receives(root, tmp_path):
+    """Seed 003 §4.2-4.3 while training: the gradient w.r.t. sigma^2 (eq. 4.2, what the
+    `learned` head receives) is that w.r.t. log sigma^2 (eq. 4.4) divided by sigma^2, which
+    starts at beta_t: larger everywhere, by 1/beta_1 (here 50x or more) at the lowest noise;
+    a fixed variance logs neither."""
+    run, _ = train(root, "ddpm.toml", tmp_path, "learned", DDPM_TINY + [
+        "train.steps=4", 'variance.name="learned"', 'loss.name="hybrid"'])
+    logged = scalars(run)
+    buckets = sorted({t.rsplit("/", 1)[1] for t in logged if "variance_gradient/variance/ln" in t},
+                     key=lambda b: float(b.split("_")[2]))
+    assert buckets and all(f"variance_gradient/log_variance/{b}" in logged for b in buckets)
+    for b in buckets + ["all"]:
+        d_var = logged[f"variance_gradient/variance/{b}"]
+        d_log = logged[f"variance_gradient/log_variance/{b}"]
+        head = logged[f"variance_gradient/head_output/{b}"]
+        for step in d_var:
+            assert head[step] == pytest.approx(d_var[step], rel=1e-5)  # the head outputs sigma^2
+            assert d_var[step] >= d_log[step] > 0, (b, step)
+    lowest = buckets[0]
+    for step, value in logged[f"variance_gradient/variance/{lowest}"].items():
+        assert value > 50 * logged[f"variance_gradient/log_variance/{lowest}"][step], step
+    # the same measurement on the trained checkpoint, by step t
+    png = tmp_path / "vg.png"
+    res = runner.invoke(app, ["analyze", "variance-gradients", str(run), "--points", "4",
+                              "--samples", "8", "-o", str(png), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    import csv
+
+    rows = list(csv.DictReader(png.with_suffix(".csv").open()))
+    assert [int(r["t"]) for r in rows] == sorted(int(r["t"]) for r in rows) and len(rows) >= 3
+    for r in rows:
+        assert float(r["median_abs_d_head_output"]) == pytest.approx(
+            float(r["median_abs_d_variance"]), rel=1e-5)
+        assert float(r["median_abs_d_variance"]) >= float(r["median_abs_d_log_variance"]) > 0
+    assert png.stat().st_size > 0
+
+    run, _ = train(root, "ddpm.toml", tmp_path, "fixed", DDPM_TINY + ["train.steps=2"])
+    assert not [t for t in scalars(run) if t.startswith("variance_gradient/")]
+    res = runner.invoke(app, ["analyze", "variance-gradients", str(run), "--device", "cpu",
+                              "-o", str(tmp_path / "no.png")])
+    assert res.exit_code == 1 and "needs a learned variance" in res.output

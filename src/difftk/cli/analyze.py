@@ -112,6 +112,43 @@ def gradients(
     typer.echo(f"-> {where}")
 
 
+def variance_gradients(
+    run_path: RunArgument,
+    points: Annotated[int, typer.Option(min=2, help="Steps t, spaced geometrically over 1..T.")
+                      ] = 16,
+    samples: SamplesOption = 64,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
+        "variance_gradients.png"),
+    csv_path: CsvOption = None,
+    seed: SeedOption = 0,
+    ema: EmaOption = True,
+    device: DeviceOption = "auto",
+):
+    """The gradient of the training loss with respect to a learned variance, by step t:
+    |dL/d sigma^2| (seed 003 eq. 4.2), |dL/d log sigma^2| (eq. 4.4) and what the head
+    receives, medians and means over held-out items."""
+    try:
+        from difftk.analysis.table_output import format_table
+        from difftk.analysis.trained_run import load_trained_run
+        from difftk.analysis.variance_gradient_curve import (
+            draw_variance_gradients,
+            variance_gradient_rows,
+        )
+        from difftk.eval.figures import figure_to_image
+
+        run = load_trained_run(run_path, device, ema)
+        rows = variance_gradient_rows(run, points, samples, seed)
+        title = (f"Gradient reaching the {run.denoiser.variance.name} variance (step {run.step}, "
+                 f"{samples} items, loss {run.recipe.parts['loss'].name})")
+        image = figure_to_image(draw_variance_gradients(rows, title))
+        where = _outputs(run, "variance_gradients", image, rows, output, csv_path)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(format_table(rows, ["t", "log_snr", "median_abs_d_variance",
+                                   "median_abs_d_log_variance", "median_abs_d_head_output"]))
+    typer.echo(f"-> {where}")
+
+
 def targets(
     run_path: RunArgument,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(

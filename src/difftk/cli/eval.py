@@ -47,14 +47,14 @@ def eval_command(
     nll: Annotated[bool, typer.Option(
         "--nll", help="Negative log-likelihood in bits/dim on held-out images.")] = False,
     nll_method: Annotated[str, typer.Option(
-        "--nll-method", "--estimator",
         help="bound: the variational bound over a table's steps; ode: the probability-flow "
              "ODE's exact likelihood (any schedule); importance: the K-sample importance-"
              "sampled bound over whole forward trajectories, with the weights' spread (seed "
              "003 eq. 1.30; Burda et al. 2016); auto: bound where there is a table.")
     ] = "auto",
-    importance_samples: Annotated[int, typer.Option(
-        min=1, help="With --nll-method importance: trajectories K per held-out image.")] = 16,
+    trajectories: Annotated[int, typer.Option(
+        min=1, help="With --nll-method importance: forward trajectories K per held-out "
+                    "image.")] = 16,
     nll_samples: Annotated[int, typer.Option(min=1, help="Held-out images scored by --nll.")
                            ] = 256,
     features: Annotated[str | None, typer.Option(
@@ -96,7 +96,7 @@ def eval_command(
               **checkpoint_report(
         model, chosen, n=n, seed=seed, batch_size=batch_size, metrics=metrics, speed=timed,
         nll_samples=nll_samples if nll else 0, features=learned, nll_method=nll_method,
-        importance_samples=importance_samples)}
+        importance_samples=trajectories)}
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
         return

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from difftk.component import Component
-from difftk.nn.rounded_matmuls import RoundedMatmuls
 
 
 class Precision(Component):
@@ -28,16 +27,10 @@ class Precision(Component):
         """The low-precision dtype to autocast to on ``device``; None runs fp32."""
         raise NotImplementedError
 
-    def emulated(self, device: torch.device) -> bool:
-        """Whether the low dtype is emulated in fp32 (nn/rounded_matmuls.py) rather than run."""
-        return False
-
     def autocast(self, device: torch.device):
         dtype = self.autocast_dtype(device)
         if dtype is None:
             return contextlib.nullcontext()
-        if self.emulated(device):
-            return RoundedMatmuls(dtype)
         return torch.autocast(device.type, dtype=dtype)
 
     def make_scaler(self, device: torch.device):

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from difftk.errors import DifftkError
 from difftk.hookspecs import hookimpl
+from difftk.nn.rounded_matmuls import RoundedMatmuls
 from difftk.optim.precision import Precision
 
 
@@ -41,8 +42,14 @@ EMULATE_HELP = ("emulate the dtype in fp32: round every matmul's and convolution
 class _Emulable(Precision):
     emulate: bool = Field(False, description=EMULATE_HELP)
 
-    def emulated(self, device):
+    def emulated(self, device) -> bool:
+        """Whether the low dtype is emulated in fp32 rather than run."""
         return self.emulate
+
+    def autocast(self, device):
+        if self.emulate:
+            return RoundedMatmuls(self.autocast_dtype(device))
+        return super().autocast(device)
 
 
 class BF16(_Emulable):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from difftk.analysis.variance_gradients import NAMES as VARIANCE_GRADIENT_NAMES
 from difftk.errors import TrainingDivergedError
 from difftk.run.run_logger import RunLogger
 from difftk.run.runtime import Runtime
@@ -40,6 +41,10 @@ class MetricWindow:
         self.norm_after = torch.zeros((), device=device)
         self.clipped = torch.zeros((), device=device)
         self.applied = torch.zeros((), device=device)  # steps that changed the weights
+        # a learned variance's gradients: [figure, bucket] sums and counts of finite values
+        self.variance_sum = torch.zeros(len(VARIANCE_GRADIENT_NAMES), BUCKETS, device=device)
+        self.variance_count = torch.zeros(len(VARIANCE_GRADIENT_NAMES), BUCKETS, device=device)
+        self.has_variance = False
         self.log_sigmas: list[torch.Tensor] = []
         self.forward_results: list[StepResult] = []
         self.steps = 0
@@ -62,6 +67,9 @@ class MetricWindow:
             nb, na = torch.where(mask, nb, 0.0), torch.where(mask, na, 0.0)
         self.bucket_sum.index_add_(0, bucket, per_sample)
         self.bucket_count.index_add_(0, bucket, counted)
+        if result.variance_gradients is not None:
+            self._add_variance_gradients(result.variance_gradients.to(self.device).float(),
+                                         bucket, counted)
         self.loss_sum += per_sample.sum()
         self.items += counted.sum()
         self.norm_before += nb
@@ -71,6 +79,30 @@ class MetricWindow:
         self.log_sigmas.append(log_sigma)
         self.forward_results.append(result)
         self.steps += 1
+
+    def _add_variance_gradients(self, figures: torch.Tensor, bucket: torch.Tensor,
+                                counted: torch.Tensor) -> None:
+        """Add [B, 3] per-item variance gradients to their buckets (non-finite ones left out:
+        learned_range's undefined chain rule, or a step the guard skips)."""
+        self.has_variance = True
+        finite = torch.isfinite(figures) & (counted[:, None] > 0)
+        for i in range(figures.shape[1]):
+            self.variance_sum[i].index_add_(0, bucket, torch.where(finite[:, i], figures[:, i], 0.0))
+            self.variance_count[i].index_add_(0, bucket, finite[:, i].float())
+
+    def _log_variance_gradients(self, step: int, logger: RunLogger) -> None:
+        """variance_gradient/<figure>/ln_sigma_<lo>_<hi>: the mean |dL/d .| per item, and /all."""
+        both = self.runtime.sum_(torch.stack([self.variance_sum, self.variance_count])).cpu()
+        sums, counts = both[0], both[1]
+        for i, name in enumerate(VARIANCE_GRADIENT_NAMES):
+            if counts[i].sum() > 0:
+                logger.scalar(f"variance_gradient/{name}/all",
+                              float(sums[i].sum() / counts[i].sum()), step)
+            for b in range(BUCKETS):
+                if counts[i, b] > 0:
+                    lo = BUCKET_LO + b * BUCKET_WIDTH
+                    logger.scalar(f"variance_gradient/{name}/ln_sigma_{lo:+.1f}_{lo + BUCKET_WIDTH:+.1f}",
+                                  float(sums[i, b] / counts[i, b]), step)
 
     def flush(self, step: int, logger: RunLogger, scalars: dict[str, float],
               checkpoints: Path) -> float:
@@ -109,6 +141,8 @@ class MetricWindow:
                 lo = BUCKET_LO + i * BUCKET_WIDTH
                 logger.scalar(f"loss_by_sigma/ln_sigma_{lo:+.1f}_{lo + BUCKET_WIDTH:+.1f}",
                               float(sums[i] / counts[i]), step)
+        if self.has_variance:
+            self._log_variance_gradients(step, logger)
         if self.log_sigmas:
             drawn = rt.gather(torch.cat(self.log_sigmas))
             logger.histogram("ln_sigma_drawn", drawn.cpu(), step)
@@ -117,7 +151,8 @@ class MetricWindow:
 
     def reset(self) -> None:
         for t in (self.loss_sum, self.items, self.bucket_sum, self.bucket_count,
-                  self.norm_before, self.norm_after, self.clipped, self.applied):
+                  self.norm_before, self.norm_after, self.clipped, self.applied,
+                  self.variance_sum, self.variance_count):
             t.zero_()
         self.log_sigmas.clear()
         self.forward_results.clear()

@@ -42,6 +42,9 @@ class StepResult:
     # the verdict stays on the device
     verdict: str  # the NaN guard's: "ok", "skip", "restore" or "stop"
     forward_marks: list = field(default_factory=list)  # (start, end) of each forward pass
+    # [B / world size, 3]: per item the gradient its loss sends to a learned variance
+    # (analysis/variance_gradients.py); None without one
+    variance_gradients: Tensor | None = None
 
     def forward_seconds(self) -> float:
         """This process's time in forward passes: local work, before any gradient is averaged."""
@@ -70,13 +73,14 @@ class OptimisationStep:
 
     def __init__(self, model, forward, objective, optimizer, precision, scaler, clipping,
                  ema: EmaModel, guard: NanGuard, num_classes: int, noise: StepNoise,
-                 runtime: Runtime, grad_accumulation: int = 1):
+                 runtime: Runtime, grad_accumulation: int = 1, variance_probe=None):
         self.model, self.forward, self.objective = model, forward, objective
         self.optimizer, self.precision, self.scaler = optimizer, precision, scaler
         self.clipping, self.ema, self.guard = clipping, ema, guard
         self.num_classes, self.noise, self.runtime = num_classes, noise, runtime
         self.device = runtime.device
         self.accumulation = grad_accumulation
+        self.variance_probe = variance_probe
         self._inject_nonfinite = nonfinite_injection()  # test hook, environment only
         # Walking the module tree for the parameters every step costs more than clipping a
         # small network's gradients: list them once (rules that group by module walk it).
@@ -127,6 +131,10 @@ class OptimisationStep:
             total += loss.detach()
         if self.noise.history is not None:  # loss-aware noise levels learn from the losses
             self._observe_losses(torch.cat(losses), draws.levels.weight)
+        variance_gradients = None
+        if self.variance_probe is not None:  # each item's own loss: undo the 1/local and S
+            scale = float(self.scaler.get_scale()) if self.scaler is not None else 1.0
+            variance_gradients = self.variance_probe.take(local / scale)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip true gradients (seed 001 §12.3)
         norm_before, norm_after = (self.clipping.clip(self._params) if self._plain_clip
@@ -142,7 +150,7 @@ class OptimisationStep:
         elif applied:
             self.ema.update(self.model, step + 1, self.noise.batch_size)
         return StepResult(torch.cat(losses), draws.levels, norm_before.detach(),
-                          norm_after.detach(), applied, verdict, marks)
+                          norm_after.detach(), applied, verdict, marks, variance_gradients)
 
     def _observe_losses(self, per_sample: Tensor, weight: Tensor | None) -> None:
         """Every process's unweighted losses, gathered in global batch order, to the history."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from difftk.analysis.run_figures import log_run_figures
+from difftk.analysis.variance_gradients import VarianceGradientProbe
 from difftk.data.batches import batch_stream, split_batch
 from difftk.errors import DataUnavailable
 from difftk.nn.auto_speed import maybe_compile
@@ -107,10 +108,12 @@ class Trainer:
         noise = StepNoise(r.run.seed, global_batch, self.spec.shape, p["noise_sampling"],
                           p["schedule"], t.label_dropout if self.spec.num_classes else 0.0,
                           self.device, self.data.train.dtype, augmentation=p["augment"])
+        # a learned variance: the gradient its head receives, by noise level (seed 003 §4.2)
+        probe = VarianceGradientProbe(self.model) if self.model.variance.learned else None
         self.optimisation_step = OptimisationStep(
             self.model, forward, self.asm.objective, self.optimizer, self.precision, self.scaler,
             p["clipping"], self.ema, self.guard, self.spec.num_classes, noise, runtime,
-            t.grad_accumulation)
+            t.grad_accumulation, variance_probe=probe)
 
     @property
     def step(self) -> int:
