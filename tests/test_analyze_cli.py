@@ -148,3 +148,37 @@ def test_a_latent_run_is_analysed_on_its_latents(tmp_path):
     pixels = load_recipe(recipe, warn=False).parts["data"].load().heldout
     # the orthonormal DCT keeps the (0, 0) coefficient: 8 x the image mean on an 8x8 image
     assert torch.allclose(run.heldout[:, 0, 0, 0], 8 * pixels.mean(dim=(1, 2, 3)), atol=1e-5)
+
+
+def test_the_gradient_noise_fit_recovers_a_power_law():
+    """log-log least squares on rows that follow grad_variance = 3 Var(y | x_t)^0.8 exactly,
+    Var(y | x_t) read from target rows by log-linear interpolation in SNR."""
+    from difftk.analysis.gradient_noise_fit import conditional_variance_at, gradient_noise_fit
+
+    target_rows = [{"source": "network", "target": "x0", "snr": float(np.exp(ls)),
+                    "conditional_variance": float(np.exp(-ls))} for ls in np.linspace(-6, 6, 7)]
+    assert conditional_variance_at(target_rows, "x0", np.array([1.0]))[0] == pytest.approx(
+        np.exp(-1.0))
+    grad_rows = [{"target": "x0", "bucket": b, "log_snr_mid": ls,
+                  "grad_variance": 3.0 * np.exp(-ls) ** 0.8}
+                 for b, ls in enumerate(np.linspace(-5, 5, 6))]
+    points, fits = gradient_noise_fit(grad_rows, target_rows, targets=("x0",))
+    assert len(points) == 6 and len(fits) == 1
+    assert fits[0]["slope"] == pytest.approx(0.8) and fits[0]["r2"] == pytest.approx(1.0)
+    assert np.exp(fits[0]["intercept"]) == pytest.approx(3.0)
+
+
+def test_analyze_gradient_noise_writes_points_fits_and_figure(run_dir, tmp_path):
+    out = tmp_path / "noise.png"
+    res = runner.invoke(app, ["analyze", "gradient-noise", str(run_dir), "-o", str(out),
+                              "--buckets", "3", "--samples", "12", "--points", "5"])
+    assert res.exit_code == 0, res.output
+    points, fits = read_csv(tmp_path / "noise.csv"), read_csv(tmp_path / "noise.fit.csv")
+    assert {f["target"] for f in fits} == {"x0", "eps", "v", "score"}
+    for fit in fits:
+        mine = [p for p in points if p["target"] == fit["target"]]
+        x = np.log([float(p["conditional_variance"]) for p in mine])
+        y = np.log([float(p["grad_variance"]) for p in mine])
+        assert float(fit["slope"]) == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-6)
+        assert 0.0 <= float(fit["r2"]) <= 1.0
+    assert out.stat().st_size > 0 and "slope" in res.output

@@ -112,6 +112,54 @@ def gradients(
     typer.echo(f"-> {where}")
 
 
+def gradient_noise(
+    run_path: RunArgument,
+    buckets: Annotated[int, typer.Option(min=3, help="Equal-count logSNR buckets.")] = 8,
+    samples: Annotated[int, typer.Option(
+        min=6, help="Per-sample gradients in all (one backward pass each).")] = 256,
+    points: Annotated[int, typer.Option(min=3, help="logSNR grid of the conditional variance.")
+                      ] = 13,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path(
+        "gradient_noise.png"),
+    csv_path: CsvOption = None,
+    seed: SeedOption = 0,
+    ema: EmaOption = True,
+    device: DeviceOption = "auto",
+):
+    """Seed 000 §3.3: the per-sample gradient variance of each target's MSE against its
+    conditional variance Var(y | x_t), by noise level, with a log-log fit per target."""
+    try:
+        from difftk.analysis.gradient_noise_fit import (
+            FIT_TARGETS,
+            draw_gradient_noise,
+            gradient_noise_fit,
+        )
+        from difftk.analysis.gradient_variance import gradient_buckets
+        from difftk.analysis.run_target_diagnostics import run_target_rows
+        from difftk.analysis.table_output import format_table
+        from difftk.analysis.trained_run import load_trained_run
+        from difftk.eval.figures import figure_to_image
+
+        if samples < 2 * buckets:
+            raise DifftkError(f"--samples must be at least twice --buckets ({2 * buckets})")
+        run = load_trained_run(run_path, device, ema)
+        grads = gradient_buckets(run, list(FIT_TARGETS), buckets, samples, seed)
+        pts, fits = gradient_noise_fit(grads.rows, run_target_rows(run, points, seed))
+        title = (f"Gradient variance against Var(y | x_t) (step {run.step}, {samples} samples, "
+                 f"{buckets} buckets)")
+        image = figure_to_image(draw_gradient_noise(pts, fits, title))
+        where = _outputs(run, "gradient_noise", image, pts, output, csv_path)
+        from difftk.analysis.table_output import write_rows
+
+        fit_csv = (csv_path or output.with_suffix(".csv")).with_suffix(".fit.csv")
+        write_rows(fits, fit_csv)
+    except DifftkError as exc:
+        raise fail(exc) from None
+    typer.echo(format_table(fits, ["target", "buckets", "slope", "r2", "log_snr_lo",
+                                   "log_snr_hi"]))
+    typer.echo(f"-> {where}, {fit_csv}")
+
+
 def variance_gradients(
     run_path: RunArgument,
     points: Annotated[int, typer.Option(min=2, help="Steps t, spaced geometrically over 1..T.")

@@ -67,6 +67,7 @@ def register() -> None:
     analyze.analyze_app.command("information")(analyze.information)
     analyze.analyze_app.command("gradients")(analyze.gradients)
     analyze.analyze_app.command("targets")(analyze.targets)
+    analyze.analyze_app.command("gradient-noise")(analyze.gradient_noise)
     analyze.analyze_app.command("variance-gradients")(analyze.variance_gradients)
     app.command("compare", rich_help_panel="Inspection")(compare.compare)
     app.command(rich_help_panel="Generation")(export.export)
