@@ -230,3 +230,58 @@ def test_each_sampler_lists_only_the_knobs_it_uses():
         assert not {"sigma_min", "sigma_max", "rho"} & set(cls.model_fields), cls.name
     on_edm = DDIM(grid="karras").noise_levels(EDM())
     assert torch.allclose(on_edm.sigma_edm, Heun(steps=50).noise_levels(EDM()).sigma_edm)
+
+
+def test_a_float64_model_samples_in_float64_equal_to_edms_sampler():
+    """A network held in float64 sees its input and noise level in float64, so difftk's Heun
+    equals EDM's ``edm_sampler`` (generate.py, transcribed below in float64) to rounding,
+    where float32 noise levels leave errors near 1e-7."""
+    from difftk.diffusion.denoiser import Denoiser
+    from difftk.diffusion.sampler_model import GuidedModel
+    from difftk.plugins.samplers import Heun
+    from difftk.plugins.schedules import EDM
+    from difftk.plugins.targets import EDMPrecond
+    from difftk.plugins.variance import FixedSmall
+
+    class Net(torch.nn.Module):  # a smooth float64 function of (c_in x, c_noise)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(0.37, dtype=torch.float64))
+
+        def forward(self, x, noise, labels=None):
+            assert x.dtype == noise.dtype == torch.float64
+            return torch.tanh(self.w * x + noise.view(-1, 1, 1, 1))
+
+    schedule, target = EDM(), EDMPrecond(sigma_data=0.5)
+    den = Denoiser(Net(), schedule, target, FixedSmall())
+
+    def edm_net(x, sigma):  # EDM's EDMPrecond around the same F, float64
+        sd = 0.5
+        c_skip = sd**2 / (sigma**2 + sd**2)
+        c_out = sigma * sd / (sigma**2 + sd**2) ** 0.5
+        c_in = 1 / (sd**2 + sigma**2) ** 0.5
+        c_noise = torch.log(sigma) / 4
+        return c_skip * x + c_out * torch.tanh(0.37 * (c_in * x) + c_noise)
+
+    n, sigma_min, sigma_max, rho = 18, 0.002, 80.0, 7.0
+    i = torch.arange(n, dtype=torch.float64)
+    t_steps = (sigma_max ** (1 / rho) + i / (n - 1) * (sigma_min ** (1 / rho)
+                                                        - sigma_max ** (1 / rho))) ** rho
+    t_steps = torch.cat([t_steps, torch.zeros_like(t_steps[:1])])
+    latents = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)
+    x_next = latents * t_steps[0]
+    for k, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:], strict=True)):
+        x_cur = x_next
+        d_cur = (x_cur - edm_net(x_cur, t_cur)) / t_cur
+        x_next = x_cur + (t_next - t_cur) * d_cur
+        if k < n - 1:
+            d_prime = (x_next - edm_net(x_next, t_next)) / t_next
+            x_next = x_cur + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    sampler = Heun(steps=n, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    with torch.no_grad():
+        ours = sampler.solve(GuidedModel(den, None), latents, sampler.noise_levels(schedule),
+                             torch.Generator().manual_seed(1))
+    assert ours.dtype == torch.float64
+    # relative to the sample's scale; float32 noise levels left 3e-7 here
+    assert float((ours - x_next).abs().max() / x_next.abs().max()) < 1e-13

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from difftk.diffusion.levels import Levels
@@ -44,11 +45,14 @@ class Denoiser(nn.Module):
         pre = self.target.preconditioning(levels)  # EDM's scalings: once per forward pass
         # Augmentation labels only where given (training with [augment]): None means zeros.
         augment = {} if augment_labels is None else {"augment_labels": augment_labels}
-        out = self.net(pre.net_input(x_t), pre.noise.float(), labels, **augment)
+        # fp32 at least: the skip sum and conversions run in fp32 (seed 001 §12.4), float64
+        # for a float64 input (reference comparisons)
+        wide = torch.promote_types(x_t.dtype, torch.float32)
+        out = self.net(pre.net_input(x_t), pre.noise.to(wide), labels, **augment)
         extra = None
         if self.variance.learned:
             out, extra = out.chunk(2, dim=1)
-        out = out.float()  # the skip sum and conversions run in fp32 (seed 001 §12.4)
+        out = out.to(torch.promote_types(out.dtype, wide))
         log_variance = None if self.uncertainty is None else self.uncertainty(levels).float()
         return Prediction(pre.prediction(out, x_t), extra, log_variance)
 

@@ -42,10 +42,11 @@ class Level:
     sigma: float
     t: float | None = None
 
-    def batch(self, n: int, device) -> Levels:
-        """The level repeated for n samples (float32, as the network takes it)."""
+    def batch(self, n: int, device, dtype: torch.dtype = torch.float32) -> Levels:
+        """The level repeated for n samples, in the network's dtype (float32, or float64 for
+        a float64 model, so its noise level is not rounded)."""
         def full(v):
-            return None if v is None else torch.full((n,), v, device=device)
+            return None if v is None else torch.full((n,), v, device=device, dtype=dtype)
         return Levels(alpha=full(self.alpha), sigma=full(self.sigma), t=full(self.t))
 
 
@@ -78,11 +79,14 @@ class Grid:
     def level_at_sigma_edm(self, sigma_edm: float, t: float | None = None) -> Level:
         """The schedule's level whose EDM sigma is ``sigma_edm`` (on or between the grid's
         levels: Karras's churn raises sigma off the grid). ``t`` overrides the time where
-        the grid knows it."""
-        one = self.schedule.levels_from_sigma_edm(torch.tensor([sigma_edm], dtype=torch.float64))
-        if t is None and one.t is not None:
-            t = float(one.t[0])
-        return Level(float(one.alpha[0]), float(one.sigma[0]), t)
+        the grid knows it. Computed in float64 through the schedule's time (a float64 model
+        then sees its noise level unrounded), with sigma = alpha sigma_edm exactly."""
+        s = torch.tensor([sigma_edm], dtype=torch.float64)
+        time = self.schedule.time_from_log_snr(-2.0 * torch.log(s))
+        alpha = float(self.schedule.alpha_sigma(time)[0][0])
+        if t is None and self.schedule.has_table:
+            t = float(time[0])
+        return Level(alpha, alpha * sigma_edm, t)
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:

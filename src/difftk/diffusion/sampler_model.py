@@ -46,6 +46,14 @@ class Denoised:
         return self.variance.log_variance(beta, beta_tilde, self.extra)
 
 
+def model_dtype(denoiser) -> torch.dtype:
+    """float64 for a network held in float64 (a reference comparison keeps every digit),
+    else float32: the dtype the network sees its input and noise level in."""
+    params = getattr(denoiser, "parameters", None)
+    first = next(iter(params()), None) if params is not None else None
+    return torch.float64 if first is not None and first.dtype == torch.float64 else torch.float32
+
+
 class GuidedModel:
     """The one model protocol samplers call: ``model(x_t, level) -> Denoised`` for a batch
     x_t = alpha x0 + sigma eps at one Level, with class labels bound, guidance applied and
@@ -86,8 +94,9 @@ class GuidedModel:
         return self.guidance if lo <= sigma_edm <= hi else 1.0
 
     def __call__(self, x_t: Tensor, level: Level) -> Denoised:
-        x_in = x_t.float()
-        levels = level.batch(x_t.shape[0], x_t.device)
+        dtype = model_dtype(self.denoiser)
+        x_in = x_t.to(dtype)
+        levels = level.batch(x_t.shape[0], x_t.device, dtype)
         scale = self.scale_at(level)
         if self.guide is not None:  # autoguidance: both models see the labels
             x0, extra = self._evaluate(self.denoiser, x_in, levels, self.labels)

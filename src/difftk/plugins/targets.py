@@ -144,7 +144,9 @@ class EDMPrecond(Target):
 
     def preconditioning(self, levels: Levels) -> Preconditioning:
         c_skip, c_out, c_in, c_noise = self.scalings(levels)
-        return Preconditioning(noise=c_noise.float(), c_in=c_in, c_skip=c_skip, c_out=c_out)
+        # c_noise in the levels' dtype: float32, or float64 for a float64 model
+        return Preconditioning(noise=c_noise.to(levels.sigma.dtype), c_in=c_in, c_skip=c_skip,
+                               c_out=c_out)
 
 
 @hookimpl
