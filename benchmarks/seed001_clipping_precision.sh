@@ -3,7 +3,7 @@
 # (docs/reproductions.md): recipes/fashion_mnist/edm.toml with one part swapped, the same
 # number of steps, scalars every 10 steps to metrics.jsonl (loss, gradient norm before and
 # after clipping, clipped fraction, loss scale and overflow-skipped steps), then pixel FID of
-# 1,000 EMA samples (difftk eval).
+# 1,000 EMA samples (difftk eval; SAMPLES=N for another number).
 #
 #   bash benchmarks/seed001_clipping_precision.sh [STEPS]
 #   python benchmarks/seed001_clipping_precision_table.py runs/seed001_clip
@@ -20,8 +20,6 @@ mkdir -p "$out"
 variants=(
   "fp32_global_norm|"
   "fp32_no_clipping|--set clipping.name=\"none\""
-  "fp32_per_layer|--set clipping.name=\"per_layer\""
-  "fp32_value|--set clipping.name=\"value\""
   "fp32_agc|--set clipping.name=\"agc\""
   "bf16_global_norm|--set precision.name=\"bf16\" --set precision.emulate=true"
   "fp16_global_norm|--set precision.name=\"fp16\" --set precision.emulate=true"
@@ -37,6 +35,6 @@ for v in "${variants[@]}"; do
     --set log.every=10 --set 'log.backends=[\"tensorboard\", \"jsonl\"]' \
     --set log.num_samples=36 --set precision.name='\"fp32\"' $sets" > "$out/$name.train.log" 2>&1 \
     || { echo "$name: training failed (see $out/$name.train.log)"; continue; }
-  difftk eval "$out/$name" -n 1000 --json > "$out/$name.eval.json" 2> "$out/$name.eval.err"
+  difftk eval "$out/$name" -n "${SAMPLES:-1000}" --json > "$out/$name.eval.json" 2> "$out/$name.eval.err"
   echo "$name done"
 done
