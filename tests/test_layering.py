@@ -20,7 +20,8 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # that keeps to it has no cycle between rooms.
 GROUPS = {"errors": "core", "__version__": "core", "component": "core", "families": "core",
           "hookspecs": "core", "optional_package": "core", "plugin_guard": "core",
-          "logger": "core", "recipe": "recipe", "registry": "recipe", "__main__": "cli"}
+          "logger": "core", "recipe": "recipe", "registry": "recipe", "plugin_listing": "recipe",
+          "__main__": "cli"}
 RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "core": ("the contracts' foundation (errors, components, families, hookspecs)", ()),
     "diffusion": ("the mathematics", ("core",)),

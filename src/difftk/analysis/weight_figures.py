@@ -78,6 +78,44 @@ def weight_curve(label: str, weighting, targets: dict[str, object], schedule,
                        t.double().numpy(), mse)
 
 
+def weight_curves(names: list[str] | None, target_specs: list[str], schedule_spec: str,
+                  sigma_data: float, log_snr_range: tuple[float, float],
+                  mse: str = "x0") -> tuple[list[WeightCurve], object]:
+    """The curves `difftk plot weights` draws: each weighting spec (default: every installed
+    one) on the schedule ``schedule_spec``, with the weight it puts on each target's x0-MSE
+    (or on the posterior mean's MSE); every choice validated in one sentence (DifftkError)."""
+    from difftk.diffusion.table_rule import table_problems
+    from difftk.errors import DifftkError
+    from difftk.recipe import component_from_spec
+    from difftk.registry import default_registry
+
+    if log_snr_range[0] >= log_snr_range[1]:
+        raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
+    if mse not in ("x0", "mean"):
+        raise DifftkError(f'--mse must be "x0" or "mean", not "{mse}"')
+    registry = default_registry()
+    defaults = {"sigma_data": sigma_data}
+    sched = component_from_spec("schedule", schedule_spec, registry, defaults)
+    if mse == "mean" and not sched.has_table:
+        raise DifftkError(f'--mse mean weighs the posterior mean of a table\'s step, and the '
+                          f'schedule "{schedule_spec}" has none (choose one with --schedule)')
+    targets = {t: component_from_spec("target", t, registry, defaults) for t in target_specs}
+    for spec, part in targets.items():
+        problems = table_problems({"target": part, "schedule": sched}) + part.check(
+            {"schedule": sched})
+        if problems:
+            raise DifftkError(f"--target {spec}: {problems[0][1]} (choose one with --schedule)")
+    curves = []
+    for spec in names or registry.names("weights"):
+        weighting = component_from_spec("weight", spec, registry, defaults)
+        problems = (table_problems({"weight": weighting, "schedule": sched})
+                    + weighting.check({"schedule": sched}))
+        if problems:
+            raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
+        curves.append(weight_curve(spec, weighting, targets, sched, log_snr_range, mse))
+    return curves, sched
+
+
 def write_csv(curves: list[WeightCurve], path: str | Path) -> None:
     """One row per (weighting, level): name, relative_to, log_snr, the schedule's t, w, and the
     x0-MSE weight per target."""

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from difftk.diffusion.table_rule import table_problems
-from difftk.errors import DifftkError
-
 
 def plot_weights(
     names: Annotated[list[str] | None, typer.Argument(
@@ -34,37 +31,11 @@ def plot_weights(
 ):
     """Draw w against logSNR and t for each weighting, and the weight it puts on the x0-MSE per
     target."""
-    from difftk.analysis.weight_figures import draw_weights, weight_curve, write_csv
+    from difftk.analysis.weight_figures import draw_weights, weight_curves, write_csv
     from difftk.eval.figures import save_png
-    from difftk.recipe import component_from_spec
-    from difftk.registry import default_registry
 
-    if log_snr_min >= log_snr_max:
-        raise DifftkError("--log-snr-min must be smaller than --log-snr-max")
-    if mse not in ("x0", "mean"):
-        raise DifftkError(f'--mse must be "x0" or "mean", not "{mse}"')
-    registry = default_registry()
-    specs = names or registry.names("weights")
-    sched = component_from_spec("schedule", schedule, registry, {"sigma_data": sigma_data})
-    if mse == "mean" and not sched.has_table:
-        raise DifftkError(f'--mse mean weighs the posterior mean of a table\'s step, and the '
-                          f'schedule "{schedule}" has none (choose one with --schedule)')
-    targets = {t: component_from_spec("target", t, registry, {"sigma_data": sigma_data})
-               for t in (target or ["x0", "eps", "v"])}
-    for spec, part in targets.items():
-        problems = table_problems({"target": part, "schedule": sched}) + part.check(
-            {"schedule": sched})
-        if problems:
-            raise DifftkError(f"--target {spec}: {problems[0][1]} (choose one with --schedule)")
-    curves = []
-    for spec in specs:
-        weighting = component_from_spec("weight", spec, registry, {"sigma_data": sigma_data})
-        problems = (table_problems({"weight": weighting, "schedule": sched})
-                    + weighting.check({"schedule": sched}))
-        if problems:
-            raise DifftkError(f"{spec}: {problems[0][1]} (choose one with --schedule)")
-        curves.append(weight_curve(spec, weighting, targets, sched, (log_snr_min, log_snr_max),
-                                   mse))
+    curves, sched = weight_curves(names, target or ["x0", "eps", "v"], schedule, sigma_data,
+                                  (log_snr_min, log_snr_max), mse)
     lo_t, hi_t = sched.time_range()
     save_png(draw_weights(curves, title=f"schedule = {schedule}",
                           time_label=f"t ({schedule}, {lo_t:g}..{hi_t:g})"), output)

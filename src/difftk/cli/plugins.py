@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from difftk.errors import UnknownComponentError
-
 
 def list_plugins(
     family: Annotated[str | None, typer.Option(
@@ -20,40 +18,11 @@ def list_plugins(
     A component whose optional package is not installed is listed with the command that
     installs it (e.g. needs `pip install "difftk[interop]"`).
     """
-    from difftk.families import BY_NAME, FAMILIES
+    from difftk.families import BY_NAME
+    from difftk.plugin_listing import plugin_rows
     from difftk.registry import default_registry
 
-    if family is not None and family not in BY_NAME:
-        import difflib
-
-        close = difflib.get_close_matches(family, list(BY_NAME), n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else ""
-        raise UnknownComponentError(f'no family named "{family}"{hint} (families: '
-                                    f"{', '.join(BY_NAME)})")
-    registry = default_registry()
-
-    def row(e, missing=None):
-        return {
-            "name": e.name,
-            "provider": e.provider.package,
-            "version": e.provider.version,
-            "builtin": e.provider.builtin,
-            # A component whose optional package is missing is listed, with what installs it.
-            "available": missing is None,
-            "status": "ok" if missing is None else missing.status(),
-            "summary": e.cls.summary(),
-            "parameters": e.cls.parameters(),
-        }
-
-    rows = {}
-    for fam in FAMILIES:
-        if family and fam.name != family:
-            continue
-        found = [row(registry.get(fam.name, n)) for n in registry.names(fam.name)]
-        found += [row(u.entry, u.package) for u in registry.unavailable.get(fam.name, {}).values()]
-        rows[fam.name] = sorted(found, key=lambda r: r["name"])
-    failures = [{"package": f.package, "version": f.version, "error": f.error}
-                for f in registry.failures]
+    rows, failures = plugin_rows(default_registry(), family)
     if as_json:
         typer.echo(json.dumps({"families": rows, "failed_plugins": failures}, indent=1,
                               default=str))
