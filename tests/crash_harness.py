@@ -8,7 +8,7 @@ A request is one JSON line on stdin:
      "kill_step": S, "count": PATH}
 
 ``kill_op = K`` sends SIGKILL to the child just before its K-th file-system step in
-difftk.run.checkpoint (writes, fsyncs, renames, removals, links; counted from 1);
+difftk.run.durable_files (writes, fsyncs, renames, removals, links; counted from 1);
 with ``torn`` a file write at that point is cut in half first. ``kill_step = S`` kills
 it right after training step S. ``count`` receives how many steps the child made. The
 answer is one JSON line: {"rc": exit status, "killed": bool}.
@@ -25,13 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-STEPS = ("_write_file", "_fsync", "_rename", "_remove_tree", "_symlink", "_exchange")
+STEPS = ("write_file", "fsync", "rename", "remove_tree", "symlink", "exchange")
 
 
 def _install_kill_points(kill_op: int | None, torn: bool, kill_step: int | None) -> list[int]:
     """Wrap the checkpoint writer's file-system steps (and Trainer.train_step) so that the
     chosen one kills the process; returns the live count of steps made."""
-    from difftk.run import checkpoint
+    from difftk.run import durable_files
     from difftk.train.trainer import Trainer
 
     made = [0]
@@ -43,7 +43,7 @@ def _install_kill_points(kill_op: int | None, torn: bool, kill_step: int | None)
         def step(*args, **kwargs):
             made[0] += 1
             if made[0] == kill_op:
-                if torn and name == "_write_file":
+                if torn and name == "write_file":
                     path, data = args
                     with open(path, "xb") as handle:
                         handle.write(data[: len(data) // 2])
@@ -52,7 +52,7 @@ def _install_kill_points(kill_op: int | None, torn: bool, kill_step: int | None)
         return step
 
     for name in STEPS:
-        setattr(checkpoint, name, wrap(name, getattr(checkpoint, name)))
+        setattr(durable_files, name, wrap(name, getattr(durable_files, name)))
     if kill_step is not None:
         original_step = Trainer.train_step
 

@@ -18,6 +18,8 @@ from difftk.cli import app
 from difftk.errors import CheckpointError, DifftkError
 from difftk.recipe import load_recipe
 from difftk.run import checkpoint as ckpt_io
+from difftk.run import checkpoint_writing as ckpt_writing
+from difftk.run import durable_files
 from difftk.run.runtime import make_runtime
 from difftk.train.session import run_training
 
@@ -200,11 +202,11 @@ def test_resaving_an_intact_step_keeps_it_and_a_damaged_one_is_swapped_whole(run
     ck = run / "checkpoints" / "00000006"
     before = {p.name: p.stat().st_ino for p in ck.iterdir()}
     loaded = ckpt_io.load_checkpoint(ck)
-    ckpt_io.save_checkpoint(run / "checkpoints", 6, loaded.tensors, loaded.state,
+    ckpt_writing.save_checkpoint(run / "checkpoints", 6, loaded.tensors, loaded.state,
                             loaded.recipe_toml, keep_last=3)
     assert {p.name: p.stat().st_ino for p in ck.iterdir()} == before  # not written into
     flip(ck / "model.safetensors")
-    ckpt_io.save_checkpoint(run / "checkpoints", 6, loaded.tensors, loaded.state,
+    ckpt_writing.save_checkpoint(run / "checkpoints", 6, loaded.tensors, loaded.state,
                             loaded.recipe_toml, keep_last=3)
     assert ckpt_io.checkpoint_problem(ck) is None
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
@@ -213,9 +215,9 @@ def test_resaving_an_intact_step_keeps_it_and_a_damaged_one_is_swapped_whole(run
 def test_nonfinite_weights_are_never_saved(run):
     loaded = ckpt_io.load_checkpoint(run / "checkpoints" / "00000006")
     loaded.tensors["model"] = {k: v * float("nan") for k, v in loaded.tensors["model"].items()}
-    with pytest.raises(ckpt_io.NonFiniteWeightsError,
+    with pytest.raises(ckpt_writing.NonFiniteWeightsError,
                        match=r"step 8 hold NaN .*\(00000006\) is intact"):
-        ckpt_io.save_checkpoint(run / "checkpoints", 8, loaded.tensors, loaded.state,
+        ckpt_writing.save_checkpoint(run / "checkpoints", 8, loaded.tensors, loaded.state,
                                 loaded.recipe_toml, keep_last=3)
     assert not (run / "checkpoints" / "00000008").exists()
 
@@ -223,7 +225,7 @@ def test_nonfinite_weights_are_never_saved(run):
 def test_disk_full_during_a_checkpoint_is_one_sentence_and_keeps_the_last(root, tmp_path,
                                                                           monkeypatch):
     written = []
-    real_write = ckpt_io._write_file
+    real_write = durable_files.write_file
 
     def fill_up(path, data):
         written.append(path)
@@ -231,12 +233,12 @@ def test_disk_full_during_a_checkpoint_is_one_sentence_and_keeps_the_last(root, 
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write(path, data)
 
-    monkeypatch.setattr(ckpt_io, "_write_file", fill_up)
+    monkeypatch.setattr(durable_files, "write_file", fill_up)
     with pytest.raises(DifftkError, match=r"could not write checkpoint 00000004 \(.*No space "
                                           r"left on device\); the newest good checkpoint "
                                           r"\(00000002\) is intact"):
         run_training(recipe(root, tmp_path, "full"), make_runtime("cpu"), progress=False)
-    monkeypatch.setattr(ckpt_io, "_write_file", real_write)
+    monkeypatch.setattr(durable_files, "write_file", real_write)
     trainer, _ = run_training(recipe(root, tmp_path, "full"), make_runtime("cpu"), "auto",
                               progress=False)  # --resume-or-start: space again, goes on
     assert trainer.step == 6

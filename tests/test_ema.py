@@ -137,7 +137,7 @@ def test_posthoc_sigma_rel_refuses_runs_without_power_snapshots(tmp_path):
 
 
 def _saved_run(root, values):
-    from difftk.run.checkpoint import save_snapshot
+    from difftk.run.checkpoint_writing import save_snapshot
 
     for i, v in enumerate(values, start=1):
         save_snapshot(root / "snapshots", i * 10, {"model": {"w": torch.full((2, 2), float(v))}},

@@ -36,7 +36,7 @@ def ema(
     Writes one .safetensors file that difftk sample and difftk eval take in place of a
     checkpoint."""
     from difftk.eval.trained_model import weights_file_metadata
-    from difftk.run.checkpoint import save_weights
+    from difftk.run.checkpoint_writing import save_weights
     from difftk.train.posthoc_ema import posthoc_beta, posthoc_sigma_rel
 
     if (beta is None) == (sigma_rel is None):

@@ -1,22 +1,10 @@
-"""Checkpoints: safetensors only (loading one cannot run code), crash-safe and verified.
+"""Checkpoints: safetensors only (loading one cannot run code), verified when read.
 
 A checkpoint is a directory ``checkpoints/<step>/`` holding model, ema, optimizer and rng
 weights (safetensors), the resolved ``recipe.toml`` and ``state.json``; ``state.json``
 records the sha256 of every other file, checked whenever a file is loaded. ``latest`` is
-a relative symbolic link to the newest step directory.
-
-Every write leaves the previous good state readable at every instant; nothing is
-deleted first:
-
-- a step directory is written whole into ``.<step>.tmp`` (each file and the directory
-  fsynced), then renamed into place and the parent fsynced. An existing directory of the
-  same step is kept when it is intact (a checkpoint is never written into); a damaged one
-  is swapped with the new one in a single ``renameat2(RENAME_EXCHANGE)`` where the kernel
-  offers it, else moved aside just before the rename;
-- ``latest`` is replaced by renaming a new link over it, then the parent is fsynced;
-- pruned directories are first renamed to ``.<step>.trash``, so a crash never leaves a
-  half-deleted checkpoint under a step's name;
-- weights that are not finite are never saved as a checkpoint.
+a relative symbolic link to the newest step directory. run/checkpoint_writing.py writes
+them so that a crash never leaves a half one.
 
 Reading a run (``load_intact``) takes ``latest`` when it is intact and otherwise falls
 back to the newest intact step directory, with a sentence naming what was damaged.
@@ -24,12 +12,10 @@ back to the newest intact step directory, with a sentence naming what was damage
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tomllib
 from collections.abc import Callable, Iterable
@@ -40,11 +26,9 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as encode_safetensors
-from safetensors.torch import save_file
 
-from difftk.errors import CheckpointError, TrainingDivergedError
-from difftk.run.state_record import sealed, state_digest, state_problem
+from difftk.errors import CheckpointError
+from difftk.run.state_record import state_digest, state_problem
 
 FILES = ("model", "ema", "optimizer", "rng")
 # The random streams a resumed run restores (RunState._rng_tensors); torch_cuda is optional.
@@ -56,213 +40,16 @@ READ_ATTEMPTS = 5
 REQUIRED_STATE = ("step", "spec", "files")
 
 
-class NonFiniteWeightsError(TrainingDivergedError):
-    """The weights about to be saved hold NaN or inf; they are not written as a checkpoint."""
+# ------------------------------------------------------------------ verification
 
-    exit_code = 3
-
-
-# ------------------------------------------------------------------ file system steps
-# Every change on disk goes through these few functions, so that tests can stop the
-# process between any two of them (tests/crash_harness.py) or make one fail (disk full).
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write, flush and fsync one new file."""
-    with open(path, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _rename(src: Path, dst: Path) -> None:
-    os.replace(src, dst)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _symlink(target: str, link: Path) -> None:
-    os.symlink(target, link)
-
-
-_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directory entries in one step (Linux renameat2 RENAME_EXCHANGE).
-
-    False where the C library or the file system does not offer it.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code), str(a))
-
-
-# ------------------------------------------------------------------ optimizer state
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Split an optimizer state dict into flat tensors and JSON metadata."""
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, state in sd["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{idx}.{key}"] = value.contiguous()
-            else:
-                scalars[f"{idx}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def optimizer_state(tensors: dict, meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for flat, value in tensors.items():
-        idx, key = flat.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    for flat, value in meta["scalars"].items():
-        idx, key = flat.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-# ------------------------------------------------------------------ writing
-
-def _digest(data: bytes) -> str:
+def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _encode(groups: dict[str, dict[str, torch.Tensor]]) -> dict[str, bytes]:
-    return {f"{name}.safetensors": encode_safetensors(
-        {k: v.detach().contiguous().cpu() for k, v in group.items()}) for name, group in groups.items()}
-
-
-def _commit_dir(root: Path, name: str, payload: dict[str, bytes]) -> Path:
-    """Write ``root/name/`` holding ``payload`` so that it appears whole or not at all."""
-    root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / name, root / f".{name}.tmp"
-    if tmp.exists():
-        _remove_tree(tmp)
-    tmp.mkdir()
-    for filename, data in payload.items():
-        _write_file(tmp / filename, data)
-    _fsync(tmp)
-    if final.exists() and not final.is_symlink():
-        if not _exchange(tmp, final):  # no atomic swap here: move the old one aside first
-            _rename(final, root / f".{name}.old")
-            _rename(tmp, final)
-            tmp = root / f".{name}.old"
-        _fsync(root)
-        _remove_tree(tmp)  # now the old directory
-    else:
-        _rename(tmp, final)
-    _fsync(root)
-    return final
-
-
-def write_step_dir(root: Path, step: int, groups: dict[str, dict[str, torch.Tensor]],
-                   texts: dict[str, str]) -> Path:
-    """Write ``root/<step>/`` atomically: one safetensors file per group plus text files,
-    each fsynced in a temporary directory that is then renamed into place (an existing
-    directory of that step is swapped out, never deleted first)."""
-    payload = _encode(groups) | {name: text.encode() for name, text in texts.items()}
-    return _commit_dir(root, f"{step:08d}", payload)
 
 
 def nonfinite_tensors(group: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors that hold NaN or inf."""
     return [k for k, v in group.items()
             if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
-def _point_latest(root: Path, final: Path) -> None:
-    link_tmp = root / ".latest.tmp"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    _symlink(final.name, link_tmp)
-    _rename(link_tmp, root / "latest")
-    _fsync(root)
-
-
-def _prune(root: Path, keep_last: int, keep: Iterable[Path]) -> None:
-    keep = {p.name for p in keep}
-    for old in step_dirs(root)[:-keep_last]:
-        if old.name not in keep:
-            trash = root / f".{old.name}.trash"
-            _rename(old, trash)
-            _remove_tree(trash)
-
-
-def _clear_leftovers(root: Path) -> None:
-    """Remove what an interrupted write left: never a committed checkpoint."""
-    for leftover in root.glob(".*"):
-        if leftover.suffix in (".tmp", ".trash", ".old") and leftover.is_dir() \
-                and not leftover.is_symlink():
-            _remove_tree(leftover)
-
-
-def save_checkpoint(root: Path, step: int, tensors: dict[str, dict[str, torch.Tensor]],
-                    state: dict[str, Any], recipe_toml: str, keep_last: int) -> Path:
-    """Write ``root/<step>/``, point ``latest`` at it and prune to ``keep_last``.
-
-    An intact checkpoint of the same step is kept as it is (a checkpoint is never
-    rewritten); non-finite weights raise NonFiniteWeightsError and write nothing.
-    """
-    bad = {name: nonfinite_tensors(group) for name, group in tensors.items() if name != "rng"}
-    bad = {name: keys for name, keys in bad.items() if keys}
-    if bad:
-        what = ", ".join(f"{name}: {len(keys)} of {len(tensors[name])} tensors"
-                         for name, keys in bad.items())
-        raise NonFiniteWeightsError(
-            f"the weights at step {step} hold NaN or inf ({what}); they were not saved as a "
-            f"checkpoint, and {describe_intact(root)}")
-    final = root / f"{step:08d}"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        _clear_leftovers(root)
-        if not (final.is_dir() and checkpoint_problem(final) is None):
-            payload = _encode(tensors) | {"recipe.toml": recipe_toml.encode()}
-            state = state | {"files": {name: _digest(data) for name, data in payload.items()}}
-            payload["state.json"] = json.dumps(sealed(state), indent=1).encode()
-            _commit_dir(root, final.name, payload)
-        _point_latest(root, final)
-        _prune(root, keep_last, keep=[final])
-    except OSError as exc:
-        where = exc.filename or root
-        raise CheckpointError(
-            f"could not write checkpoint {final.name} ({where}: {exc.strerror or exc}); "
-            f"{describe_intact(root)}") from None
-    return final
-
-
-def save_snapshot(root: Path, step: int, groups: dict[str, dict[str, torch.Tensor]],
-                  meta: dict[str, Any]) -> Path:
-    """Write ``root/<step>/`` with one safetensors file per group and ``snapshot.json``.
-
-    Snapshots feed post-hoc EMA and are never pruned; like checkpoints they are written
-    atomically, so a crash leaves no half snapshot.
-    """
-    payload = _encode(groups)
-    meta = sealed(meta | {"files": {name: _digest(data) for name, data in payload.items()}})
-    payload["snapshot.json"] = json.dumps(meta, indent=1).encode()
-    return _commit_dir(root, f"{step:08d}", payload)
 
 
 def snapshot_problem(path: Path, meta: dict) -> str | None:
@@ -282,7 +69,7 @@ def snapshot_problem(path: Path, meta: dict) -> str | None:
             data = (path / name).read_bytes()
         except OSError as exc:
             return f"{name} is unreadable ({exc.strerror or exc})"
-        if isinstance(files, dict) and _digest(data) != files[name]:
+        if isinstance(files, dict) and digest(data) != files[name]:
             return f"{name} is damaged (its checksum does not match snapshot.json)"
         try:
             tensors = load_safetensors(data)
@@ -292,26 +79,6 @@ def snapshot_problem(path: Path, meta: dict) -> str | None:
         if bad:
             return f"{name}: {len(bad)} of {len(tensors)} tensors hold NaN or inf"
     return None
-
-
-def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """One safetensors file written atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata=metadata)
-    _fsync(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """A text file replaced in one rename, so a crash leaves the old or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    _write_file(tmp, text.encode())
-    _rename(tmp, path)
-    return path
 
 
 # ------------------------------------------------------------------ reading
@@ -401,7 +168,7 @@ def _verified_bytes(ckpt: Path, filename: str, state: dict) -> bytes:
         raise CheckpointError(f"{file}: missing from the checkpoint") from None
     except OSError as exc:
         raise CheckpointError(f"{file}: is unreadable ({exc.strerror})") from None
-    if _digest(data) != expected:
+    if digest(data) != expected:
         raise CheckpointError(f"{file}: is damaged or truncated (its checksum does not match "
                               "state.json)")
     return data

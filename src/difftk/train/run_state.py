@@ -20,6 +20,8 @@ from difftk.nn.architecture import DataSpec
 from difftk.optim.ema import EmaModel
 from difftk.recipe import Recipe, recipe_from_text
 from difftk.run import checkpoint as ckpt_io
+from difftk.run.checkpoint_writing import save_checkpoint, save_snapshot
+from difftk.run.optimizer_state import optimizer_state, optimizer_tensors
 from difftk.run.runtime import Runtime
 from difftk.train.nan_guard import NanGuard
 from difftk.train.strategy import (
@@ -126,7 +128,7 @@ class RunState:
         tensors = {"model": full_state_dict(self.model), "ema": gathered(self.ema.state_dict()),
                    "rng": self._rng_tensors()}
         extra = gathered(self.ema.extra_state_dict())
-        opt_tensors, opt_meta = ckpt_io.optimizer_tensors(full_optimizer(self.optimizer))
+        opt_tensors, opt_meta = optimizer_tensors(full_optimizer(self.optimizer))
         path = None
         if self.runtime.is_main:
             path = self._write(tensors, extra, opt_tensors, opt_meta)
@@ -146,7 +148,7 @@ class RunState:
             tensors["noise_history"] = self.noise_history.state_dict()
         if extra:
             tensors["ema_extra"] = extra
-        return ckpt_io.save_checkpoint(self.ckpt_dir, self.step, tensors, state,
+        return save_checkpoint(self.ckpt_dir, self.step, tensors, state,
                                        self.recipe.to_toml(), self.recipe.log.keep_last)
 
     def load(self, ck: ckpt_io.Checkpoint, streams: bool) -> None:
@@ -158,7 +160,7 @@ class RunState:
             self._load_ema(ck.tensors["ema"], ck.tensors.get("ema_extra", {}))
             self.optimizer.load_state_dict(shard_optimizer_state(
                 self.optimizer,
-                ckpt_io.optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"])))
+                optimizer_state(ck.tensors["optimizer"], ck.state["optimizer"])))
         except (RuntimeError, KeyError, ValueError, IndexError) as exc:
             raise CheckpointError(f"{ck.path}: does not fit this recipe's model ({exc})") from None
         if self.scaler is not None and "scaler" in ck.state:
@@ -202,4 +204,4 @@ class RunState:
                                                for name in groups if name != "model"}}
         if not self.runtime.is_main:
             return None
-        return ckpt_io.save_snapshot(self.run_dir / "snapshots", self.step, groups, meta)
+        return save_snapshot(self.run_dir / "snapshots", self.step, groups, meta)

@@ -148,7 +148,7 @@ class _Gathered:
 
 
 def full_optimizer(optimizer: torch.optim.Optimizer):
-    """What checkpoint.optimizer_tensors reads: the optimizer with its state gathered whole,
+    """What optimizer_state.optimizer_tensors reads: the optimizer with its state gathered whole,
     so a checkpoint of a sharded run is the same file as one of a single process."""
     return _Gathered(optimizer)
 

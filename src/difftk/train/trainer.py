@@ -25,6 +25,7 @@ from difftk.optim.param_groups import parameter_groups
 from difftk.recipe import Recipe
 from difftk.run import checkpoint as ckpt_io
 from difftk.run.assemble import assemble, data_pixel_range, data_spec, resolve_sigma_data
+from difftk.run.durable_files import write_text_atomic
 from difftk.run.run_logger import RunLogger
 from difftk.run.runtime import Runtime
 from difftk.run.training_data import training_data
@@ -207,7 +208,7 @@ class Trainer:
         r = self.recipe
         if self.runtime.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt_io.write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
+            write_text_atomic(self.run_dir / "recipe.toml", r.to_toml())
             self.logger.text("recipe", "```\n" + r.to_toml() + "\n```")
             if self.step == 0:
                 log_run_figures(r, self.logger)
