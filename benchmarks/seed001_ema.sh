@@ -30,12 +30,12 @@ score() {  # name, then what to evaluate and its flags
 }
 score raw "$run" --no-ema
 score tracked_sigma_rel_0.05 "$run"
-for s in 0.02 0.05 0.10 0.20; do
+for s in 0.02 0.05 0.10; do
   [ -f "$out/posthoc_sigma_rel_$s.safetensors" ] || \
     difftk ema "$run" --sigma-rel "$s" -o "$out/posthoc_sigma_rel_$s.safetensors" > /dev/null
   score "posthoc_sigma_rel_$s" "$out/posthoc_sigma_rel_$s.safetensors"
 done
-for b in 0.99 0.999; do
+for b in 0.99; do
   [ -f "$out/beta_per_step_$b.safetensors" ] || \
     difftk ema "$run" --beta "$b" --per-step -o "$out/beta_per_step_$b.safetensors" > /dev/null
   score "beta_per_step_$b" "$out/beta_per_step_$b.safetensors"
