@@ -1,12 +1,13 @@
 """Summarise benchmarks/seed001_weightings.sh: one table and one figure.
 
-    python benchmarks/seed001_summary.py runs/seed001
+    python benchmarks/seed001_summary.py runs/seed001 [runs/seed001_seed1 ...]
 
 Reads each variant's <name>.eval.json (pixel FID, KID) and <name>.info.csv (the held-out
-x0 MMSE at each logSNR, from difftk analyze information) and writes, in the same folder,
+x0 MMSE at each logSNR, from difftk analyze information) and writes, in the first folder,
 summary.csv, summary.md (a Markdown table) and denoising_error.png: the x0 error against
 logSNR for every variant, and its ratio to EDM's weighting (below 1: that variant denoises
-this noise level better than EDM's weighting after the same number of steps).
+this noise level better than EDM's weighting after the same number of steps). Further
+folders (other seeds of the same variants) add a pixel-FID column each and their mean.
 """
 
 from __future__ import annotations
@@ -31,7 +32,20 @@ def read_error_curve(path: Path) -> tuple[list[float], list[float]]:
     return [float(r["log_snr"]) for r in rows], [float(r["mmse"]) for r in rows]
 
 
-def main(folder: str) -> None:
+def other_seed_fids(folders: tuple[str, ...], names: list[str]) -> dict[str, list[float | None]]:
+    """Pixel FID of each variant in each further folder (None where it did not run)."""
+    out = {}
+    for name in names:
+        found = []
+        for folder in folders:
+            path = Path(folder) / f"{name}.eval.json"
+            found.append(round(json.loads(path.read_text())["metrics"]["pixel_fid"], 3)
+                         if path.exists() else None)
+        out[name] = found
+    return out
+
+
+def main(folder: str, *others: str) -> None:
     out = Path(folder)
     # A variant whose training or evaluation did not finish has no eval report: left out.
     names = sorted(p.name[: -len(".info.csv")] for p in out.glob("*.info.csv")
@@ -50,6 +64,13 @@ def main(folder: str) -> None:
                      "x0_error_logsnr_below_-2": round(sum(low) / len(low), 5),
                      "x0_error_logsnr_-2_to_2": round(sum(mid) / len(mid), 5),
                      "x0_error_logsnr_above_2": round(sum(high) / len(high), 6)})
+    extra = other_seed_fids(others, names)
+    for r in rows:
+        fids = [r["pixel_fid"]] + [v for v in extra[r["variant"]] if v is not None]
+        for i, v in enumerate(extra[r["variant"]], start=1):
+            r[f"pixel_fid_seed_{i}"] = v if v is not None else ""
+        if others:
+            r["pixel_fid_mean"] = round(sum(fids) / len(fids), 3)
     with (out / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
