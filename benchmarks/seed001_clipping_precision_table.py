@@ -48,8 +48,10 @@ def row(folder: Path, name: str) -> dict:
 
 def main(folder: str) -> None:
     root = Path(folder)
+    # a run still evaluating (empty report) or never trained is left out
     names = sorted(p.name[: -len(".eval.json")] for p in root.glob("*.eval.json")
-                   if (root / p.name[: -len(".eval.json")] / "metrics.jsonl").exists())
+                   if p.stat().st_size and (root / p.name[: -len(".eval.json")] /
+                                            "metrics.jsonl").exists())
     rows = [row(root, n) for n in names]
     (root / "summary.json").write_text(json.dumps(rows, indent=1))
     keys = list(dict.fromkeys(k for r in rows for k in r))

@@ -15,7 +15,7 @@ from pathlib import Path
 def main(folder: str) -> None:
     root = Path(folder)
     rows = []
-    for path in sorted(root.glob("*.eval.json")):
+    for path in sorted(p for p in root.glob("*.eval.json") if p.stat().st_size):  # done ones
         ev = json.loads(path.read_text())
         rows.append({"weights": path.name[: -len(".eval.json")], "step": ev["step"],
                      "samples": ev["samples"], "pixel_fid": round(ev["metrics"]["pixel_fid"], 3),
