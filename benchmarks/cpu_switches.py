@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_throughput import cpu_model  # noqa: E402
-
+from difftk.bench.machine import cpu_model  # noqa: E402
 from difftk.nn.architecture import DataSpec  # noqa: E402
 from difftk.registry import default_registry  # noqa: E402
 

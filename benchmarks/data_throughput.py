@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,21 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from difftk.bench.machine import cpu_model
 from difftk.data.batches import LoaderStream
 from difftk.data.image_files import ImageFileItems, list_images
 from difftk.data.items import ArrayItems, PixelScaling
 from difftk.data.pack import finish, pack_split
 from difftk.data.packed import Manifest, PackedItems, read_manifest
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic(n: int, side: int, seed: int = 0) -> np.ndarray:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from data_throughput import cpu_model
 
+from difftk.bench.machine import cpu_model
 from difftk.data.items import in_memory
 from difftk.eval.metrics import pixel_fid
 from difftk.registry import default_registry

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-from data_throughput import cpu_model
 from typer.testing import CliRunner
 
+from difftk.bench.machine import cpu_model
 from difftk.cli import app
 from difftk.diffusion.sampler_model import GuidedModel
 from difftk.eval.sample_set import SampleBatches, sample_png_dir

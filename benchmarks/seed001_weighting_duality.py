@@ -17,8 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_throughput import cpu_model  # noqa: E402
+from difftk.bench.machine import cpu_model  # noqa: E402
 
 
 def main() -> None:
