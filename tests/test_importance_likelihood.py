@@ -99,10 +99,11 @@ def test_the_k_sample_bound_tightens_from_the_elbo_and_the_weights_spread():
     den = Denoiser(_Shrink(), sch, X0(), FixedLarge())
     x0 = _levels_image(48, seed=1)
     g = torch.Generator().manual_seed(0)
-    closed = nll_bits_per_dim(den, x0, batch_size=48, generator=g)["nll_bpd"]
+    # the closed form draws one x_t per step: 20 repeats of the images bring its noise to ~0.3%
+    closed = nll_bits_per_dim(den, x0.repeat(20, 1, 1, 1), batch_size=960, generator=g)["nll_bpd"]
     report = importance_nll_bits_per_dim(den, x0, samples=32, batch_size=512, generator=g)
     se = report["elbo_estimate_std_bpd"] / math.sqrt(48 * 32)
-    assert abs(report["elbo_bpd"] - closed) < 5 * se + 0.02 * abs(closed)
+    assert abs(report["elbo_bpd"] - closed) < 5 * se + 0.01 * abs(closed)
     bounds = [report[f"bound_k{k}_bpd"] for k in (1, 2, 4, 8, 16, 32)]
     assert all(a > b for a, b in zip(bounds, bounds[1:], strict=False)), bounds
     # L_1 reads the first trajectory of each image: the ELBO again, from 48 draws

@@ -74,6 +74,7 @@ class GuidedModel:
         self.guide = guide
         self.interval = interval
         self.nfe = 0
+        self.dtype = model_dtype(denoiser)  # once: the network's dtype does not change
 
     def clip(self, x0: Tensor) -> Tensor:
         """x0 clamped to the data's pixel range (clip_denoised); unchanged for latents."""
@@ -94,9 +95,8 @@ class GuidedModel:
         return self.guidance if lo <= sigma_edm <= hi else 1.0
 
     def __call__(self, x_t: Tensor, level: Level) -> Denoised:
-        dtype = model_dtype(self.denoiser)
-        x_in = x_t.to(dtype)
-        levels = level.batch(x_t.shape[0], x_t.device, dtype)
+        x_in = x_t.to(self.dtype)
+        levels = level.batch(x_t.shape[0], x_t.device, self.dtype)
         scale = self.scale_at(level)
         if self.guide is not None:  # autoguidance: both models see the labels
             x0, extra = self._evaluate(self.denoiser, x_in, levels, self.labels)
